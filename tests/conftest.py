@@ -1,0 +1,61 @@
+"""Shared fixtures: offline tiny models, the ../shared folder (skipped when absent), quiet tracking."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+SENTENCES = [
+    "The senate passed the budget bill on Tuesday after a long debate.",
+    "Critics said the new tax plan favours the wealthy over working families.",
+    "Supporters argued the border policy would restore order and security.",
+    "The governor announced new climate rules for power plants in the state.",
+    "Economists expect inflation to cool as interest rates stay high this year.",
+    "Local officials met with residents to discuss school funding and safety.",
+] * 8
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared is absent")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def gpt2_tokenizer(shared_dir):
+    from transformers import AutoTokenizer
+
+    path = shared_dir / "models" / "gpt2-tokenizer"
+    if not path.is_dir():
+        pytest.skip("GPT-2 tokenizer absent from ../shared")
+    tok = AutoTokenizer.from_pretrained(path)
+    tok.pad_token = tok.eos_token
+    return tok
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    from bias_amp.models import train_tokenizer
+
+    return train_tokenizer(SENTENCES, vocab_size=400)
+
+
+@pytest.fixture()
+def tiny_model(tiny_tokenizer):
+    """A fresh 2-layer GPT-2 (random, seeded) for the trained tiny tokenizer."""
+    from bias_amp.models import tiny_lm
+
+    return tiny_lm(tiny_tokenizer, n_layer=2, n_embd=64, n_head=2, n_positions=256, seed=0).eval()

@@ -1,0 +1,41 @@
+import pytest
+from omegaconf import OmegaConf
+
+from bias_amp.errors import ConfigError
+from bias_amp.models import load_checkpoint, load_lm, save_checkpoint, validate
+
+TINY = dict(kind="tiny", tokenizer_path=None, vocab_size=300, n_layer=1, n_embd=32, n_head=2, n_positions=128)
+
+
+def test_tiny_model_is_seeded_and_pads_with_eos():
+    texts = ["The committee voted to approve the measure today."] * 20
+    m1, tok = load_lm(OmegaConf.create(TINY), corpus=texts, seed=3)
+    m2, _ = load_lm(OmegaConf.create(TINY), corpus=texts, seed=3)
+    assert tok.pad_token_id == tok.eos_token_id
+    assert m1.config.n_layer == 1 and m1.config.vocab_size == len(tok)
+    assert all((a == b).all() for a, b in zip(m1.parameters(), m2.parameters(), strict=True))
+
+
+def test_checkpoint_roundtrip_is_safetensors(tmp_path, tiny_model, tiny_tokenizer):
+    save_checkpoint(tiny_model, tiny_tokenizer, tmp_path / "ck")
+    assert (tmp_path / "ck" / "model.safetensors").is_file()
+    assert not list(tmp_path.glob(".ck.tmp"))
+    model, tok = load_checkpoint(tmp_path / "ck")
+    sd, sd2 = tiny_model.state_dict(), model.state_dict()
+    assert all((sd[k] == sd2[k]).all() for k in sd)
+    assert tok("a senate vote").input_ids == tiny_tokenizer("a senate vote").input_ids
+
+
+@pytest.mark.parametrize(
+    "cfg, key",
+    [
+        (dict(kind="magic"), "model.kind"),
+        (dict(kind="hub", path="./no/such/model"), "model.path"),
+        (dict(kind="gguf", path="/tmp", gguf_file="missing.gguf"), "model.gguf_file"),
+        ({**TINY, "n_head": 3}, "model.n_head"),
+        ({**TINY, "tokenizer_path": "/no/such/dir"}, "model.tokenizer_path"),
+    ],
+)
+def test_bad_model_config_names_the_key(cfg, key):
+    with pytest.raises(ConfigError, match=rf"^{key}: expected"):
+        validate(OmegaConf.create(cfg))
