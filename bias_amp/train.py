@@ -1,0 +1,140 @@
+"""Fine-tuning (App. B) with Accelerate: causal-LM loss on real tokens only, dynamic padding and
+length-grouped batches, so no compute goes to padding. The objective equals HF Trainer's on
+examples padded to max_length: padding is masked out of the loss there too."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from bias_amp.errors import check, check_range
+
+UNITS = ("truncate", "chunk")
+
+
+@dataclass
+class TrainResult:
+    loss: float                       # mean loss of the last epoch
+    epochs: int                       # epochs actually run
+    steps: int                        # optimizer steps
+    examples: int
+    tokens: int                       # real (non-pad) tokens trained on, all epochs
+    seconds: float
+    tokens_per_s: float
+    optimizer: list[dict] = field(default_factory=list)   # lr / weight_decay per param group, read off the optimizer
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def validate(cfg: DictConfig, key: str = "train") -> None:
+    check_range(cfg.epochs, f"{key}.epochs", 1, integer=True)
+    check_range(cfg.batch_size, f"{key}.batch_size", 1, integer=True)
+    check_range(cfg.grad_accum, f"{key}.grad_accum", 1, integer=True)
+    check_range(cfg.max_length, f"{key}.max_length", 2, integer=True)
+    check_range(cfg.lr, f"{key}.lr", 0, lo_open=True)
+    check_range(cfg.weight_decay, f"{key}.weight_decay", 0)
+    check_range(cfg.warmup_steps, f"{key}.warmup_steps", 0, integer=True)
+    check(cfg.unit in UNITS, f"{key}.unit", f"one of {list(UNITS)}", cfg.unit)
+    check(cfg.mixed_precision in ("no", "bf16", "fp16"), f"{key}.mixed_precision", "one of ['no', 'bf16', 'fp16']",
+          cfg.mixed_precision)
+
+
+def encode(tokenizer, texts: list[str], max_length: int, unit: str = "truncate") -> list[list[int]]:
+    """Token ids per training example: each text truncated to max_length (paper) or cut into windows."""
+    out = []
+    for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]:
+        if unit == "truncate":
+            out.append(ids[:max_length])
+        else:
+            out.extend(ids[i:i + max_length] for i in range(0, len(ids), max_length))
+    return [ids for ids in out if len(ids) >= 2]
+
+
+def batch_order(lengths: list[int], batch_size: int, rng: np.random.Generator, group_by_length: bool) -> list[list[int]]:
+    """Shuffled batches of indices; with group_by_length, like HF's LengthGroupedSampler: sort within
+    random mega-batches of 50 batches, longest batch first (peak memory shows up at once)."""
+    idx = rng.permutation(len(lengths))
+    if group_by_length:
+        mega = 50 * batch_size
+        idx = np.concatenate([sorted(idx[i:i + mega], key=lambda j: -lengths[j]) for i in range(0, len(idx), mega)])
+    batches = [idx[i:i + batch_size].tolist() for i in range(0, len(idx), batch_size)]
+    if group_by_length and len(batches) > 1:
+        longest = max(range(len(batches)), key=lambda b: lengths[batches[b][0]])
+        batches[0], batches[longest] = batches[longest], batches[0]
+    return batches
+
+
+def collate(examples: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """Right-pad to the longest example of the batch; padding is masked and ignored by the loss."""
+    width = max(map(len, examples))
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, ex in enumerate(examples):
+        ids[i, : len(ex)] = torch.tensor(ex)
+        mask[i, : len(ex)] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
+
+
+def param_groups(model, weight_decay: float) -> list[dict]:
+    """Weight decay on matrices only (biases and norms excluded), as HF Trainer does."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name.lower() or "ln_" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *, seed: int = 0,
+             desc: str = "fine-tune") -> TrainResult:
+    """Train `model` in place on `texts`; returns what happened, read off the optimizer and the loop."""
+    examples = encode(tokenizer, texts, cfg.max_length, cfg.unit)
+    check(len(examples) > 0, "train.texts", "at least one text of two or more tokens", len(texts))
+    rng = np.random.default_rng(seed)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    per_epoch = math.ceil(math.ceil(len(examples) / cfg.batch_size) / world)
+    total_steps = math.ceil(per_epoch / cfg.grad_accum) * cfg.epochs
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
+    scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=cfg.warmup_steps,
+                              num_training_steps=total_steps)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    forward = torch.compile(model) if cfg.get("compile") else model
+    model.train()
+    lengths = [len(e) for e in examples]
+    tokens, steps, start = 0, 0, time.perf_counter()
+    bar = tqdm(total=per_epoch * cfg.epochs, desc=desc, disable=not accelerator.is_main_process, leave=False)
+    for epoch in range(cfg.epochs):
+        batches = batch_order(lengths, cfg.batch_size, rng, cfg.group_by_length)
+        batches += batches[: (-len(batches)) % world]          # every rank gets the same number of batches
+        losses = []
+        for i, batch in enumerate(batches[rank::world]):
+            inputs = collate([examples[j] for j in batch], tokenizer.pad_token_id, accelerator.device)
+            loss = forward(**inputs).loss
+            accelerator.backward(loss / cfg.grad_accum)
+            if (i + 1) % cfg.grad_accum == 0 or i + 1 == per_epoch:
+                if cfg.max_grad_norm:
+                    accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                steps += 1
+            losses.append(loss.item())
+            tokens += int(inputs["attention_mask"].sum()) * world
+            bar.update()
+            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+    bar.close()
+    seconds = time.perf_counter() - start
+    groups = [{"lr": g["initial_lr"] if "initial_lr" in g else g["lr"], "weight_decay": g["weight_decay"],
+               "params": len(g["params"])} for g in optimizer.param_groups]
+    accelerator.unwrap_model(model, keep_fp32_wrapper=False).eval()
+    accelerator.free_memory()            # drop Accelerate's references: nothing accumulates across generations
+    return TrainResult(loss=float(np.mean(losses)), epochs=epoch + 1, steps=steps, examples=len(examples),
+                       tokens=tokens, seconds=seconds, tokens_per_s=tokens / max(seconds, 1e-9), optimizer=groups)
