@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 from transformers import get_scheduler
@@ -100,7 +101,7 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
     check(len(examples) > 0, "train.texts", "at least one text of two or more tokens", len(texts))
     rng = np.random.default_rng(seed)
     world, rank = accelerator.num_processes, accelerator.process_index
-    per_epoch = math.ceil(math.ceil(len(examples) / cfg.batch_size) / world)
+    per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total_steps = math.ceil(per_epoch / cfg.grad_accum) * cfg.epochs
     optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=cfg.warmup_steps,
@@ -112,13 +113,19 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
     tokens, steps, start = 0, 0, time.perf_counter()
     bar = tqdm(total=per_epoch * cfg.epochs, desc=desc, disable=not accelerator.is_main_process, leave=False)
     for epoch in range(cfg.epochs):
-        batches = batch_order(lengths, cfg.batch_size, rng, cfg.group_by_length)
-        batches += batches[: (-len(batches)) % world]          # every rank gets the same number of batches
         losses = []
-        for i, batch in enumerate(batches[rank::world]):
-            inputs = collate([examples[j] for j in batch], tokenizer.pad_token_id, accelerator.device)
-            loss = forward(**inputs).loss
-            accelerator.backward(loss / cfg.grad_accum)
+        for i, batch in enumerate(batch_order(lengths, cfg.batch_size, rng, cfg.group_by_length)):
+            # A batch is split across processes; the loss is normalised by the whole batch's target
+            # tokens, so any number of processes computes the single-process gradient.
+            targets = sum(lengths[j] - 1 for j in batch)
+            local = batch[rank::world] or batch[:1]
+            weight = 1.0 if batch[rank::world] else 0.0
+            inputs = collate([examples[j] for j in local], tokenizer.pad_token_id, accelerator.device)
+            labels = inputs.pop("labels")
+            logits = forward(**inputs).logits[:, :-1].float()
+            loss_sum = F.cross_entropy(logits.flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100,
+                                       reduction="sum") * weight
+            accelerator.backward(loss_sum * world / (targets * cfg.grad_accum))  # DDP averages over processes
             if (i + 1) % cfg.grad_accum == 0 or i + 1 == per_epoch:
                 if cfg.max_grad_norm:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -126,8 +133,8 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 steps += 1
-            losses.append(loss.item())
-            tokens += int(inputs["attention_mask"].sum()) * world
+            losses.append(accelerator.reduce(loss_sum.detach(), "sum").item() / targets)
+            tokens += sum(lengths[j] for j in batch)
             bar.update()
             bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
     bar.close()
