@@ -159,7 +159,7 @@ def _read_jsonl(path: Path):
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
-            raise _fail("data.path", f"one JSON object per line in {path}", f"invalid JSON at line {lineno} ({e.msg})")
+            raise _fail("data.path", f"one JSON object per line in {path}", f"invalid JSON at line {lineno} ({e.msg})") from None
         if not isinstance(rec, dict):
             raise _fail("data.path", f"one JSON object per line in {path}", f"{type(rec).__name__} at line {lineno}")
         locs.append(f"row {len(records)}, line {lineno}")
