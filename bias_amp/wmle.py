@@ -34,8 +34,8 @@ _EPS = 1e-12  # samples are clipped into [eps, 1-eps] so ln x, ln(1-x) stay fini
 
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError (one line naming the key) for any bad value, before anything runs."""
-    check(cfg.get("weighting") in WEIGHTINGS, "weighting", " | ".join(WEIGHTINGS), cfg.get("weighting"))
-    check(cfg.get("constraint") in CONSTRAINTS, "constraint", " | ".join(CONSTRAINTS), cfg.get("constraint"))
+    check(cfg.get("weighting") in WEIGHTINGS, "weighting", f"one of {list(WEIGHTINGS)}", cfg.get("weighting"))
+    check(cfg.get("constraint") in CONSTRAINTS, "constraint", f"one of {list(CONSTRAINTS)}", cfg.get("constraint"))
     check_range(cfg.get("seed"), "seed", 0, integer=True)
     check_range(cfg.get("n"), "n", 2, hi_open=True, integer=True)  # a Beta MLE needs two distinct points
     check_range(cfg.get("generations"), "generations", 1, hi_open=True, integer=True)
@@ -189,7 +189,8 @@ def print_table(df: pd.DataFrame, title: str) -> None:
 
 
 def exit_on_config_error(fn):
-    """Decorator for Hydra mains: a ConfigError becomes one line `error: <msg>` on stderr and exit code 2."""
+    """Decorator for Hydra mains: a ConfigError becomes one line `error: <msg>` on stderr and exit code 2
+    (the behaviour of bias_amp.cli.one_line_errors; kept here until that module is committed)."""
     import functools
 
     @functools.wraps(fn)

@@ -138,8 +138,8 @@ def test_mean_constraint_stops_drift_but_not_collapse():
     ("real.a", "x", "real.a: expected a number, got 'x'"),
     ("n", 0, "n: expected an integer in [2, inf), got 0"),
     ("n", 2.5, "n: expected an integer, got 2.5"),
-    ("weighting", "map", "weighting: expected wmle | mle, got 'map'"),
-    ("constraint", "var", "constraint: expected none | mean, got 'var'"),
+    ("weighting", "map", "weighting: expected one of ['wmle', 'mle'], got 'map'"),
+    ("constraint", "var", "constraint: expected one of ['none', 'mean'], got 'var'"),
     ("generations", 0, "generations: expected an integer in [1, inf), got 0"),
 ])
 def test_bad_values_fail_with_one_line(key, value, message):
