@@ -90,7 +90,8 @@ def validate(data_cfg) -> None:
     hub = cfg.get("hub")
     if hub is not None:
         check(isinstance(hub, str) and bool(hub.strip()), "data.hub", "a datasets name or null", hub)
-        check(isinstance(cfg.get("split", "train"), str), "data.split", "a split name such as 'train'", cfg.get("split"))
+        check(isinstance(cfg.get("split") or "train", str), "data.split", "a split name such as 'train'",
+              cfg.get("split"))
     else:
         path = _source_path(cfg)
         check(path.exists(), "data.path", "an existing file or directory", str(path))
