@@ -8,10 +8,12 @@ import netrc
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from accelerate import Accelerator
-from accelerate.state import AcceleratorState, GradientState, PartialState
 from omegaconf import DictConfig, OmegaConf
+
+if TYPE_CHECKING:  # accelerate (and torch) load only when a run needs them
+    from accelerate import Accelerator
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ def wandb_mode(requested: str) -> str:
 
 
 def make_accelerator(logger_cfg: DictConfig | None, **kwargs) -> Accelerator:
+    from accelerate import Accelerator
+
     use_wandb = logger_cfg is not None and logger_cfg.get("name") == "wandb"
     return Accelerator(log_with="wandb" if use_wandb else None, **kwargs)
 
@@ -69,6 +73,8 @@ def log_metrics(accelerator: Accelerator, metrics: dict, step: int) -> None:
 
 def finish(accelerator: Accelerator | None) -> None:
     """End tracker runs and reset Accelerate's singletons, so the next multirun job starts clean."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
     if accelerator is not None:
         try:
             accelerator.end_training()
