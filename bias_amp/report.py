@@ -149,23 +149,25 @@ def trajectories(sweep, metrics: pd.DataFrame, scores: pd.DataFrame, ids: list[s
     known = set(scores["id"]) | {i for arts in synthetic.values() for i in arts}
     missing = [i for i in ids if i not in known]
     check(not missing, "articles", "ids of articles in the sweep", missing)
-    by_key = scores.set_index(["setup", "generation", "id"]).sort_index() if not scores.empty else None
+    wanted = scores[scores["id"].isin(ids)]
+    by_key = {(r["setup"], int(r["generation"]), r["id"]): r for r in wanted.to_dict("records")}
+    reals = {setup: _real_articles(sweep, setup) for setup in dict.fromkeys(metrics["setup"])}
     md = ["# Article trajectories", "",
           "Each version's continuation of the article's blocks, with its leaning probabilities "
           "(left / center / right) and quality index.", ""]
     for aid in ids:
         md += [f"## Article {aid}", ""]
         for setup in dict.fromkeys(metrics["setup"]):
-            real = _real_articles(sweep, setup).get(aid)
+            real = reals[setup].get(aid)
             md += [f"### {setup}", ""]
             if real is not None:
                 md += [f"**Original** ({real.get('label', '?')}) — *{real.get('title', '')}*", "",
                        _quote(real.get("body", "")), ""]
-            for gen in sorted(metrics.loc[metrics["setup"] == setup, "generation"]):
-                art = synthetic.get((setup, int(gen)), {}).get(aid)
-                key = (setup, int(gen), aid)
-                s = by_key.loc[key].iloc[0] if by_key is not None and key in by_key.index else None
-                head = f"**{paper_scores.version_name(int(gen))}**"
+            for row in metrics[metrics["setup"] == setup].itertuples():
+                gen = int(row.generation)
+                art = synthetic.get((setup, gen), {}).get(aid)
+                s = by_key.get((setup, gen, aid))
+                head = f"**{row.version}**"
                 if s is not None:
                     head += (f" — {s['leaning']} (L {s['p_left']:.3f} / C {s['p_center']:.3f} / "
                              f"R {s['p_right']:.3f}), quality {s['quality']:.3f}")
@@ -199,6 +201,10 @@ def build(sweep=None, out=None, paper=None, articles: list[str] | None = None, n
     metrics = load_metrics(sweep) if sweep is not None else pd.DataFrame(columns=TABLE_COLUMNS)
     paper_metrics = paper_scores.load_metrics(paper) if paper is not None else None
     scores = load_scores(sweep, metrics) if sweep is not None else pd.DataFrame(columns=paper_scores.SCORE_COLUMNS)
+    traj = None
+    if sweep is not None:  # first: a bad article id fails before anything is written
+        ids = articles if articles is not None else choose_articles(scores, n_articles, seed)
+        traj = trajectories(sweep, metrics, scores, ids)
     written: list[Path] = []
     if sweep is not None:
         written += _write_table(out, "metrics_table", metrics_table(metrics))
@@ -209,9 +215,8 @@ def build(sweep=None, out=None, paper=None, articles: list[str] | None = None, n
         paper_articles = paper_scores.load_articles(paper)
         all_scores = pd.concat([scores, paper_articles], ignore_index=True) if sweep is not None else paper_articles
     written += write_figures(out, all_metrics, all_scores)
-    if sweep is not None:
-        ids = articles if articles is not None else choose_articles(scores, n_articles, seed)
-        written.append(write_text(out / "trajectories.md", trajectories(sweep, metrics, scores, ids)))
+    if traj is not None:
+        written.append(write_text(out / "trajectories.md", traj))
     index = ["# Report", "", f"sweep: `{sweep}`" if sweep is not None else "sweep: none",
              f"paper scores: `{paper}`" if paper is not None else "paper scores: none", "",
              *(f"- [{p.name}]({p.name})" for p in written), ""]
