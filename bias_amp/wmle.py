@@ -12,7 +12,6 @@ python -m bias_amp.wmle [-m] weighting=wmle|mle constraint=none|mean [logger=non
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 import hydra
@@ -22,12 +21,13 @@ from omegaconf import DictConfig
 from scipy import optimize, special, stats
 from tqdm.auto import tqdm
 
-from bias_amp.errors import ConfigError, check, check_range
+from bias_amp.errors import check, check_range
 
 log = logging.getLogger(__name__)
 
 WEIGHTINGS = ("wmle", "mle")
 CONSTRAINTS = ("none", "mean")
+SAMPLINGS = ("stratified", "iid")
 COLUMNS = ["generation", "alpha", "beta", "mean", "variance"]
 _EPS = 1e-12  # samples are clipped into [eps, 1-eps] so ln x, ln(1-x) stay finite
 
@@ -35,6 +35,7 @@ _EPS = 1e-12  # samples are clipped into [eps, 1-eps] so ln x, ln(1-x) stay fini
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError (one line naming the key) for any bad value, before anything runs."""
     check(cfg.get("weighting") in WEIGHTINGS, "weighting", f"one of {list(WEIGHTINGS)}", cfg.get("weighting"))
+    check(cfg.get("sampling") in SAMPLINGS, "sampling", f"one of {list(SAMPLINGS)}", cfg.get("sampling"))
     check(cfg.get("constraint") in CONSTRAINTS, "constraint", f"one of {list(CONSTRAINTS)}", cfg.get("constraint"))
     check_range(cfg.get("seed"), "seed", 0, integer=True)
     check_range(cfg.get("n"), "n", 2, hi_open=True, integer=True)  # a Beta MLE needs two distinct points
@@ -124,13 +125,15 @@ def run_wmle(cfg: DictConfig, progress: bool = False) -> pd.DataFrame:
     validate(cfg)
     rng = np.random.default_rng(cfg.seed)
     n, wmle, pin_mean = cfg.n, cfg.weighting == "wmle", cfg.constraint == "mean"
-    f_pre = fit_beta(rng.beta(cfg.pretrain.a, cfg.pretrain.b, size=n))
-    x = rng.beta(cfg.real.a, cfg.real.b, size=n)  # D_real
+    draw = (lambda a, b: rng.beta(a, b, size=n)) if cfg.sampling == "iid" else (
+        lambda a, b: stats.beta.ppf((np.arange(n) + rng.random(n)) / n, a, b))  # one draw per 1/n quantile
+    f_pre = fit_beta(draw(cfg.pretrain.a, cfg.pretrain.b))
+    x = draw(cfg.real.a, cfg.real.b)  # D_real
     weigh_by = f_pre
     rows = []
     for g in tqdm(range(cfg.generations), desc=f"wmle {cfg.weighting}-{cfg.constraint}", disable=not progress):
         if g > 0:
-            x = rng.beta(*weigh_by, size=n)  # samples of f_{g-1}
+            x = draw(*weigh_by)  # samples of f_{g-1}
         w = stats.beta.pdf(np.clip(x, _EPS, 1 - _EPS), *weigh_by) if wmle else None
         a, b = fit_beta(x, w, mean=float(x.mean()) if pin_mean else None)
         rows.append((g, a, b, *beta_moments(a, b)))
@@ -188,22 +191,6 @@ def print_table(df: pd.DataFrame, title: str) -> None:
     Console().print(table)
 
 
-def exit_on_config_error(fn):
-    """Decorator for Hydra mains: a ConfigError becomes one line `error: <msg>` on stderr and exit code 2
-    (the behaviour of bias_amp.cli.one_line_errors; kept here until that module is committed)."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
-
-    return wrapper
-
-
 def run_app(cfg: DictConfig) -> pd.DataFrame:
     """The Hydra job: validate, run, log, write generations.csv + pdfs.png into the job's output dir."""
     from hydra.core.hydra_config import HydraConfig
@@ -231,9 +218,11 @@ def run_app(cfg: DictConfig) -> pd.DataFrame:
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="wmle")
-@exit_on_config_error
 def main(cfg: DictConfig) -> None:
-    run_app(cfg)
+    from bias_amp.cli import one_line_errors
+
+    with one_line_errors():
+        run_app(cfg)
 
 
 if __name__ == "__main__":

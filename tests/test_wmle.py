@@ -91,12 +91,15 @@ def test_defaults_wmle_drifts_to_0_6_and_collapses():
 
 
 def test_mle_control_keeps_the_mean():
-    """Without weights only sampling noise moves the mean: a random walk with sd sqrt((g+1) 0.05 / n),
-    0.0076 at generation 10 (measured over 150 seeds). A single run is held to 4 sd of that walk;
-    the average of 16 runs to [0.49, 0.51] (5 sd)."""
+    """Defaults (stratified draws): every generation's mean in [0.49, 0.51]. With iid draws only sampling
+    noise moves the mean: a random walk with sd sqrt((g+1) 0.05 / n), 0.0076 at generation 10 (measured
+    over 150 seeds). A single iid run is held to 4 sd of that walk; the average of 16 runs to [0.49, 0.51]."""
+    df = run_wmle(cfg(weighting="mle"))
+    assert df["mean"].between(0.49, 0.51).all()
+    assert df["variance"].iloc[-1] == pytest.approx(0.05, rel=0.02)
     n, var = 10_000, 0.05
     sd = np.sqrt((np.arange(11) + 1) * var / n)
-    dfs = runs(weighting="mle")
+    dfs = runs(weighting="mle", sampling="iid")
     for df in dfs:
         assert (np.abs(df["mean"] - 0.5) <= 4 * sd + 1e-3).all()
         assert df["variance"].iloc[-1] == pytest.approx(var, rel=0.1)  # no collapse either
@@ -109,7 +112,10 @@ def test_wmle_follows_the_expected_recursion():
     generation 10 (sampling noise compounds); the mean log-ratio of 16 runs has sd ~1.1%: tolerance 5%."""
     exp = expected_params((3, 2), (2, 2), 11)
     assert list(exp.alpha - 1) == [3 * 2**g for g in range(11)]
-    dfs = runs()
+    df = run_wmle(cfg())  # stratified draws: close to the expectation in every generation
+    for col in ("alpha", "beta"):
+        np.testing.assert_allclose(df[col] - 1, exp[col] - 1, rtol=0.01)
+    dfs = runs(sampling="iid")
     for col in ("alpha", "beta"):
         logratio = np.array([np.log((df[col] - 1) / (exp[col] - 1)) for df in dfs])
         assert (np.abs(logratio) < 0.25).all(), col  # every run, every generation (~6 sd)
@@ -126,7 +132,7 @@ def test_mean_constraint_stops_drift_but_not_collapse():
     assert df["variance"].iloc[-1] < df["variance"].iloc[0] / 100
     drift = run_wmle(cfg())
     assert drift["mean"].iloc[-1] - 0.5 > 0.08  # the same weighting without the constraint drifts
-    for other in runs(constraint="mean"):
+    for other in runs(constraint="mean", sampling="iid"):
         assert (np.abs(other["mean"] - 0.5) <= 0.015).all()
 
 
