@@ -92,6 +92,10 @@ def fig_baseline_leaning(metrics):
     with style():
         fig, axes = new_figure(max(4.5, 1.3 * len(base) + 2), 3.6)
         ax = axes[0, 0]
+        if base.empty:
+            ax.text(0.5, 0.5, "no baseline rows (run with baseline=true)", transform=ax.transAxes,
+                    ha="center", color="0.4")
+            return fig
         sns.barplot(long, x="setup", y="percent", hue="leaning", palette=LEANING_COLORS, ax=ax,
                     hue_order=list(LEANING_COLORS))
         for bars in ax.containers:
@@ -114,8 +118,11 @@ def _lines(ax, metrics, column: str, *, scale: float = 1.0, ci: tuple[str, str] 
         if ci is not None:
             ax.fill_between(g["generation"], scale * g[ci[0]], scale * g[ci[1]], color=colors[setup],
                             alpha=0.12 if overlay and is_paper(setup) else 0.22, lw=0)
-    generation_axis(ax, metrics["generation"])
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    generation_axis(ax, metrics.dropna(subset=[column])["generation"])
+    if ax.lines:
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    else:
+        ax.text(0.5, 0.5, f"no {column} values", transform=ax.transAxes, ha="center", color="0.4")
 
 
 def fig_right_share(metrics):

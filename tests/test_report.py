@@ -186,3 +186,14 @@ def test_input_errors(sweep_dir, tmp_path):
         report.load_metrics(tmp_path)
     with pytest.raises(ConfigError, match=r"^articles: expected ids of articles in the sweep, got \['zzz'\]"):
         report.build(sweep_dir, tmp_path / "o", articles=["zzz"])
+
+
+def test_figures_without_baseline_or_perplexity(sweep_dir, tmp_path):
+    """A run with baseline=false and no perplexity still gets every figure."""
+    metrics = report.load_metrics(sweep_dir)
+    metrics = metrics[metrics.generation >= 0].assign(perplexity_mean=np.nan, perplexity_ci_low=np.nan,
+                                                      perplexity_ci_high=np.nan)
+    scores = report.load_scores(sweep_dir, metrics).drop(columns="perplexity")
+    paths = report.write_figures(tmp_path, metrics, scores)
+    assert [p.name for p in paths] == list(report.FIGURES)
+    assert all(p.read_bytes().startswith(PNG) for p in paths)
