@@ -127,7 +127,7 @@ def mean_activations(model: nn.Module, tokenizer, prompts, *, batch_size=32, max
             it = batches
             if progress:
                 from tqdm.auto import tqdm
-                it = tqdm(batches, desc="probe", leave=False)
+                it = tqdm(batches, desc="probe", leave=False, disable=None)
             n_tokens = 0
             for batch in it:
                 width = max(len(ids[k]) for k in batch)

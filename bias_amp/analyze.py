@@ -1,0 +1,234 @@
+"""`python -m bias_amp.analyze SWEEP [key=value ...]`: which neurons move with bias and quality (§5.4, App. K).
+
+Joins every `SWEEP/<setup>/metrics.csv` with the versions' `probe.npz` and, per neuron (block output unit),
+relates each probe (weight, activation) to each target (right share, quality index): Pearson r and OLS
+with Newey-West SEs (`bias_amp.hac`), in first differences within each setup (default, App. K) or in
+levels (`mode=levels`). r is computed on the same series as the regression (differences or levels).
+Significance: p < alpha / (neurons x relationships) (Bonferroni). Writes to SWEEP/analysis/:
+neurons.csv (one row per relationship x neuron; layer and unit are 0-based array indices), overlap.csv /
+overlap.md (significant-set sizes on the diagonal, pairwise overlaps off it), summary.json, and per
+relationship r_by_layer_<rel>.png (Fig. 12-15 style) and p_by_layer_<rel>.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from bias_amp.errors import ConfigError, check, check_range
+from bias_amp.hac import ols_hac, within_diff
+from bias_amp.io import atomic_path, read_json, write_csv, write_json, write_text
+from bias_amp.probes import KEYS, load_probe
+
+log = logging.getLogger(__name__)
+CONF = Path(__file__).resolve().parents[1] / "conf" / "analyze.yaml"
+
+
+def validate(cfg: DictConfig) -> None:
+    check(cfg.mode in ("diff", "levels"), "mode", "diff or levels", cfg.mode)
+    check(cfg.hac in ("stacked", "panel"), "hac", "stacked or panel", cfg.hac)
+    check_range(cfg.maxlags, "maxlags", 0, integer=True)
+    check_range(cfg.alpha, "alpha", 0, 1, lo_open=True, hi_open=True)
+    check(bool(cfg.targets) and all(isinstance(v, str) for v in cfg.targets.values()), "targets",
+          "a mapping name: metrics.csv column", OmegaConf.to_container(cfg.targets) if cfg.targets else None)
+    probes = list(cfg.probes or [])
+    check(bool(probes) and set(probes) <= set(KEYS), "probes", f"a non-empty subset of {list(KEYS)}", probes)
+
+
+def load_sweep(sweep: Path, targets: dict[str, str], include_baseline=False, setups=None):
+    """(meta, arrays): one meta row per probed version (setup, version, generation, target columns) and
+    {"weight"|"activation": float64 [n_versions, n_layer, hidden]} in the same order."""
+    check(sweep.is_dir(), "sweep", "an existing sweep directory", str(sweep))
+    dirs = sorted(p.parent for p in sweep.glob("*/metrics.csv"))
+    if setups is not None:
+        dirs = [d for d in dirs if d.name in set(setups)]
+    check(bool(dirs), "sweep", "setup directories with a metrics.csv (SWEEP/<setup>/metrics.csv)", str(sweep))
+    rows = []
+    for d in dirs:
+        df = pd.read_csv(d / "metrics.csv")
+        need = ["version", "generation", *targets.values()]
+        missing = [c for c in need if c not in df.columns]
+        check(not missing, f"{d.name}/metrics.csv", f"columns {need}", f"missing {missing}")
+        df = df.drop_duplicates("version", keep="last")
+        if not include_baseline:
+            df = df[df.generation >= 0]
+        for rec in df.to_dict("records"):
+            rec["setup"] = d.name
+            rec["path"] = d / str(rec["version"]) / "probe.npz"
+            rows.append(rec)
+    have = [r for r in rows if r["path"].is_file()]
+    if len(have) < len(rows):
+        log.warning("%d of %d versions have no probe.npz and are left out", len(rows) - len(have), len(rows))
+    check(bool(have), "sweep", "probe.npz files under SWEEP/<setup>/<version>/ (run with probe=default)",
+          str(sweep))
+    check(len(have) >= 3, "sweep", "at least 3 probed versions", len(have))
+    meta = pd.DataFrame(have)[["setup", "version", "generation", "path", *targets.values()]]
+    meta = meta.sort_values(["setup", "generation"], kind="stable").reset_index(drop=True)   # time order per setup
+    arrays = {k: [] for k in KEYS}
+    for path in tqdm(meta.path, desc="probes", leave=False, disable=None):
+        for k, v in load_probe(path).items():
+            arrays[k].append(v)
+    shapes = {a.shape for v in arrays.values() for a in v}
+    check(len(shapes) == 1, "sweep", "probes of one shape [n_layer, hidden] in every version", sorted(shapes))
+    return meta.drop(columns="path"), {k: np.stack(v).astype(np.float64) for k, v in arrays.items()}
+
+
+def regress(meta: pd.DataFrame, arrays: dict, cfg: DictConfig) -> pd.DataFrame:
+    """Long table: one row per (relationship, neuron) with r, beta, alpha, se, t, p, significant."""
+    n_layer, hidden = next(iter(arrays.values())).shape[1:]
+    rels = [(p, t) for p in cfg.probes for t in cfg.targets]
+    threshold = cfg.alpha / (n_layer * hidden * len(rels))
+    setup, gen = meta.setup.to_numpy(), meta.generation.to_numpy()
+    out = []
+    for probe_name, target in tqdm(rels, desc="regressions", leave=False, disable=None):
+        col = cfg.targets[target]
+        X = arrays[probe_name].reshape(len(meta), -1)
+        y = meta[col].to_numpy(dtype=np.float64)
+        check(bool(np.isfinite(y).all()), f"targets.{target}", f"finite values in metrics.csv column {col}",
+              f"{int((~np.isfinite(y)).sum())} missing")
+        groups = setup
+        if cfg.mode == "diff":
+            X, groups = within_diff(X, setup, gen)
+            y, _ = within_diff(y, setup, gen)
+        check(len(y) >= 3, "mode", f"at least 3 observations for mode={cfg.mode}", len(y))
+        res = ols_hac(y, X, cfg.maxlags, groups=groups if cfg.hac == "panel" else None,
+                      use_correction=cfg.use_correction, use_t=cfg.use_t)
+        out.append(pd.DataFrame({
+            "relationship": f"{probe_name}_{target}", "probe": probe_name, "target": target,
+            "layer": np.repeat(np.arange(n_layer), hidden), "unit": np.tile(np.arange(hidden), n_layer),
+            "n": res.n, "r": res.r, "beta": res.beta, "alpha": res.alpha, "se": res.se, "t": res.t, "p": res.p,
+            "significant": res.p < threshold,
+        }))
+    df = pd.concat(out, ignore_index=True)
+    df.attrs["threshold"] = threshold
+    return df
+
+
+def overlap(df: pd.DataFrame) -> pd.DataFrame:
+    """Significant-set sizes (diagonal, and `size`) and pairwise overlaps of neurons (layer, unit)."""
+    rels = list(dict.fromkeys(df.relationship))
+    sets = {r: set(map(tuple, df[(df.relationship == r) & df.significant][["layer", "unit"]].to_numpy()))
+            for r in rels}
+    table = pd.DataFrame({b: [len(sets[a] & sets[b]) for a in rels] for b in rels}, index=rels)
+    table.insert(0, "size", [len(sets[r]) for r in rels])
+    return table.rename_axis("relationship").reset_index()
+
+
+def _markdown(table: pd.DataFrame, summary: dict) -> str:
+    head = (f"# Significant neurons ({summary['mode']}, Newey-West maxlags={summary['maxlags']}, "
+            f"HAC {summary['hac']})\n\nBonferroni threshold p < {summary['alpha']} / "
+            f"({summary['neurons']} neurons x {summary['relationships']} relationships) = "
+            f"{summary['threshold']:.3g}; {summary['observations']} observations from {summary['versions']} "
+            f"versions of {len(summary['setups'])} setups. Diagonal: set size; off-diagonal: overlap.\n\n")
+    cols = list(table.columns)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return head + "\n".join(lines) + "\n"
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
+
+
+def plot(df: pd.DataFrame, out: Path, threshold: float) -> list[Path]:
+    """Per relationship: r by layer (jittered, coloured by significance) and -log10 p by layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid")
+    rng = np.random.default_rng(0)
+    paths = []
+    for rel, d in tqdm(df.groupby("relationship", sort=False), desc="figures", leave=False, disable=None):
+        d = d.assign(jittered=d.layer + rng.uniform(-0.3, 0.3, len(d)),
+                     neg_log_p=-np.log10(np.clip(d.p.to_numpy(), 1e-300, None)),
+                     significance=np.where(d.significant, "significant", "not significant"))
+        hue = dict(hue="significance", hue_order=["not significant", "significant"],
+                   palette={"not significant": "0.6", "significant": "tab:red"})
+        n_sig = int(d.significant.sum())
+        for kind, y, label in (("r", "r", "Pearson r"), ("p", "neg_log_p", "-log10 p")):
+            fig, ax = plt.subplots(figsize=(8, 4.5))
+            sns.scatterplot(data=d, x="jittered", y=y, s=6, linewidth=0, alpha=0.6, ax=ax, **hue)
+            if kind == "p":
+                ax.axhline(-np.log10(threshold), color="tab:red", ls="--", lw=1, label="Bonferroni")
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+            ax.set(xlabel="block (0-based)", ylabel=label, xticks=sorted(d.layer.unique()),
+                   title=f"{rel.replace('_', ' vs ')}: {n_sig} significant of {len(d)} neurons")
+            path = out / f"{kind}_by_layer_{rel}.png"
+            _save(fig, path)
+            plt.close(fig)
+            paths.append(path)
+    return paths
+
+
+def analyze(sweep: str | Path, cfg: DictConfig) -> dict[str, Path]:
+    """Run the analysis of one sweep; returns {name: written path}."""
+    validate(cfg)
+    sweep = Path(sweep)
+    targets = dict(cfg.targets)
+    meta, arrays = load_sweep(sweep, targets, cfg.include_baseline,
+                              None if cfg.setups is None else list(cfg.setups))
+    df = regress(meta, arrays, cfg)
+    out = Path(cfg.out_dir) if cfg.out_dir else sweep / "analysis"
+    table = overlap(df)
+    n_layer, hidden = next(iter(arrays.values())).shape[1:]
+    summary = {
+        "mode": cfg.mode, "maxlags": cfg.maxlags, "hac": cfg.hac, "alpha": cfg.alpha,
+        "use_correction": cfg.use_correction, "use_t": cfg.use_t, "threshold": df.attrs["threshold"],
+        "neurons": int(n_layer * hidden), "n_layer": int(n_layer), "hidden": int(hidden),
+        "relationships": int(df.relationship.nunique()), "observations": int(df.n.iloc[0]),
+        "versions": len(meta), "setups": sorted(meta.setup.unique()),
+        "significant": dict(zip(table.relationship, table["size"].astype(int).tolist(), strict=True)),
+    }
+    paths = {
+        "neurons": write_csv(out / "neurons.csv", df),
+        "overlap": write_csv(out / "overlap.csv", table),
+        "overlap_md": write_text(out / "overlap.md", _markdown(table, summary)),
+        "summary": write_json(out / "summary.json", summary),
+    }
+    if cfg.plots:
+        paths.update({p.stem: p for p in plot(df, out, df.attrs["threshold"])})
+    return paths
+
+
+def load_config(overrides: list[str] = ()) -> DictConfig:
+    """conf/analyze.yaml with `key=value` overrides; unknown keys are refused."""
+    cfg = OmegaConf.load(CONF)
+    OmegaConf.set_struct(cfg, True)
+    OmegaConf.set_struct(cfg.targets, False)                  # targets.<name>=<column> may add a target
+    for item in overrides:
+        key, eq, _ = item.partition("=")
+        check(bool(eq), item, "a key=value override", item)
+        known = key.startswith("targets.") or OmegaConf.select(cfg, key, default="__missing__") != "__missing__"
+        check(known, key, f"a key of {CONF.name}", item)
+    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Path]:
+    parser = argparse.ArgumentParser(prog="python -m bias_amp.analyze", description=__doc__.split("\n")[0])
+    parser.add_argument("sweep", help="sweep directory (SWEEP/<setup>/metrics.csv, <version>/probe.npz)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides of conf/analyze.yaml")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        paths = analyze(args.sweep, load_config(args.overrides))
+    except ConfigError as e:
+        sys.exit(f"bias_amp.analyze: {e}")
+    summary = read_json(paths["summary"])
+    print(f"significant neurons (p < {summary['threshold']:.3g}): {summary['significant']}")
+    print(f"wrote {len(paths)} files to {paths['neurons'].parent}")
+    return paths
+
+
+if __name__ == "__main__":
+    main()
