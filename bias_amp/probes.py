@@ -4,7 +4,8 @@ generation on the same fixed probe set.
 
 - activation: forward hooks on each block's output hidden state (block i's output, not HF's
   `hidden_states[i + 1]`, which for the last block is after the final norm), averaged over all
-  non-padding tokens of the probe prompts (token-weighted, pooled over prompts). Prompts are right-padded,
+  non-padding tokens of the probe prompts (token-weighted, pooled over prompts; at most `probe.max_prompts`
+  prompts, evenly spaced over the given list, see `spread`). Prompts are right-padded,
   so under causal attention a real token never sees padding.
 - weight (`probe.weight`): the unit's row of the block's MLP output projection, i.e. the weights that
   write into residual unit j (GPT-2 `mlp.c_proj`, a Conv1D with weight [in, out]: column j; Llama
@@ -89,6 +90,15 @@ def weight_values(model: nn.Module, how: str = "out_proj_mean") -> np.ndarray:
     return np.stack(out).astype(np.float32)
 
 
+def spread(items: Sequence, k: int | None) -> list:
+    """At most k items evenly spaced over the list (first and last included): a probe set that spans the
+    whole corpus (e.g. every leaning) rather than its first articles; deterministic."""
+    items = list(items)
+    if k is None or len(items) <= k:
+        return items
+    return [items[i] for i in np.unique(np.linspace(0, len(items) - 1, k).round().astype(int))]
+
+
 def _token_ids(tokenizer, prompts, max_length: int) -> list[list[int]]:
     ids = []
     for p in prompts:
@@ -101,7 +111,7 @@ def _token_ids(tokenizer, prompts, max_length: int) -> list[list[int]]:
 def mean_activations(model: nn.Module, tokenizer, prompts, *, batch_size=32, max_length=128,
                      max_prompts=None, progress=False) -> np.ndarray:
     """float32 [n_layer, hidden]: each block output's mean over the non-padding tokens of `prompts`."""
-    ids = _token_ids(tokenizer, list(prompts)[:max_prompts], max_length)
+    ids = _token_ids(tokenizer, spread(prompts, max_prompts), max_length)
     check(len(ids) > 0, "probe.prompts", "at least one non-empty prompt", 0)
     layers = blocks(model)
     device = next(model.parameters()).device
@@ -152,7 +162,7 @@ def probe(model: nn.Module, tokenizer, prompts: Sequence[Sequence[int]] | Sequen
     """{"weight", "activation"}: float32 [n_layer, hidden] for one model version. `cfg` is the `probe`
     config (weight, max_prompts, batch_size, max_length); the same prompts must be given every version."""
     validate(cfg)
-    ids = _token_ids(tokenizer, list(prompts)[:cfg["max_prompts"]], cfg["max_length"])
+    ids = _token_ids(tokenizer, spread(prompts, cfg["max_prompts"]), cfg["max_length"])
     check(len(ids) > 0, "probe.prompts", "at least one non-empty prompt", 0)
     return {
         "weight": weight_values(model, cfg["weight"]),

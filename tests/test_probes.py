@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from bias_amp.errors import ConfigError
-from bias_amp.probes import load_probe, probe, save_probe, validate
+from bias_amp.probes import load_probe, probe, save_probe, spread, validate
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "probe"
 CFG = dict(weight="out_proj_mean", max_prompts=64, batch_size=3, max_length=40)
@@ -89,10 +89,11 @@ def test_padding_is_excluded(tiny_model, tiny_tokenizer):
     finally:
         tiny_tokenizer.pad_token_id = tiny_tokenizer_pad
     np.testing.assert_allclose(other, base, rtol=1e-5, atol=1e-6)
-    # max_prompts caps the probe set: the first prompt alone differs from all five
-    one = probe(tiny_model, tiny_tokenizer, ids, {**CFG, "max_prompts": 1})["activation"]
-    np.testing.assert_allclose(one, _manual_activation(tiny_model, ids[:1]), rtol=1e-4, atol=1e-5)
-    assert not np.allclose(one, base, atol=1e-3)
+    # max_prompts caps the probe set at prompts evenly spaced over the list (first and last kept)
+    two = probe(tiny_model, tiny_tokenizer, ids, {**CFG, "max_prompts": 2})["activation"]
+    np.testing.assert_allclose(two, _manual_activation(tiny_model, [ids[0], ids[-1]]), rtol=1e-4, atol=1e-5)
+    assert not np.allclose(two, base, atol=1e-3)
+    assert spread(range(10), 4) == [0, 3, 6, 9] and spread(range(3), 5) == [0, 1, 2]
 
 
 @pytest.mark.parametrize("how", ["out_proj_mean", "out_proj_l2", "out_proj_abs_mean"])
