@@ -53,7 +53,7 @@ def load_sweep(sweep: Path, targets: dict[str, str], include_baseline=False, set
     rows = []
     for d in dirs:
         df = pd.read_csv(d / "metrics.csv")
-        need = ["version", "generation", *targets.values()]
+        need = ["version", "generation", *dict.fromkeys(targets.values())]
         missing = [c for c in need if c not in df.columns]
         check(not missing, f"{d.name}/metrics.csv", f"columns {need}", f"missing {missing}")
         df = df.drop_duplicates("version", keep="last")
@@ -69,7 +69,7 @@ def load_sweep(sweep: Path, targets: dict[str, str], include_baseline=False, set
     check(bool(have), "sweep", "probe.npz files under SWEEP/<setup>/<version>/ (run with probe=default)",
           str(sweep))
     check(len(have) >= 3, "sweep", "at least 3 probed versions", len(have))
-    meta = pd.DataFrame(have)[["setup", "version", "generation", "path", *targets.values()]]
+    meta = pd.DataFrame(have)[["setup", "version", "generation", "path", *dict.fromkeys(targets.values())]]
     meta = meta.sort_values(["setup", "generation"], kind="stable").reset_index(drop=True)   # time order per setup
     arrays = {k: [] for k in KEYS}
     for path in tqdm(meta.path, desc="probes", leave=False, disable=None):
