@@ -1,0 +1,73 @@
+"""Political leaning of articles (§4.3): any HF sequence classifier + a label map
+(model label name -> left|center|right). Per article p_left, p_center, p_right and the argmax leaning."""
+
+from __future__ import annotations
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from bias_amp.errors import ConfigError, check, check_range
+from bias_amp.metrics.seqcls import check_source, id2label, load_classifier, predict_proba
+from bias_amp.metrics.stats import LEANINGS
+
+
+def label_map(cfg_labels) -> dict[str, str] | None:
+    """The configured map (None = `auto`: the model's own label names must be the leanings)."""
+    if cfg_labels in (None, "auto"):
+        return None
+    return dict(OmegaConf.to_container(cfg_labels) if isinstance(cfg_labels, DictConfig) else cfg_labels)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the `leaning` config without loading the model."""
+    if not cfg.get("enabled", True):
+        return
+    if cfg.get("train") is None:
+        check_source(cfg.get("model"), "leaning.model")
+    labels = cfg.get("labels")
+    check(labels in (None, "auto") or isinstance(labels, (dict, DictConfig)), "leaning.labels",
+          "'auto' or a map {model label: left|center|right}", labels)
+    m = label_map(labels)
+    if m is not None:
+        check(sorted(m.values()) == sorted(LEANINGS), "leaning.labels",
+              "values covering exactly left, center and right once each", m)
+    check_range(cfg.max_length, "leaning.max_length", 8, integer=True)
+    check_range(cfg.batch_size, "leaning.batch_size", 1, integer=True)
+
+
+def leaning_columns(names: list[str], labels) -> list[int]:
+    """Indices of the model's classes for (left, center, right). ConfigError when the map does not match."""
+    m = label_map(labels) or {n: n for n in names}
+    if sorted(m) != sorted(names) or sorted(m.values()) != sorted(LEANINGS):
+        raise ConfigError("leaning.labels", f"keys matching the model's labels {names}", sorted(m))
+    inverse = {v: k for k, v in m.items()}
+    return [names.index(inverse[c]) for c in LEANINGS]
+
+
+def argmax_leaning(probs: np.ndarray) -> list[str]:
+    """Leaning per row of [n, 3] probabilities in (left, center, right) order; ties go to the first."""
+    probs = np.asarray(probs, dtype=float)
+    return [LEANINGS[i] for i in probs.argmax(1)] if len(probs) else []
+
+
+class LeaningClassifier:
+    """Loads lazily; `model_path` overrides cfg.model (a smoke classifier trained on first use)."""
+
+    def __init__(self, cfg: DictConfig, *, device="cpu"):
+        validate(cfg)
+        self.cfg, self.device, self.model, self.tok, self.columns = cfg, device, None, None, None
+
+    def load(self, model_path: str | None = None):
+        self.model, self.tok = load_classifier(model_path or self.cfg.model, device=self.device,
+                                               trust_remote_code=bool(self.cfg.get("trust_remote_code", False)))
+        self.columns = leaning_columns(id2label(self.model), self.cfg.labels)
+        return self
+
+    def predict(self, texts: list[str]) -> np.ndarray:
+        """[n, 3] probabilities in (left, center, right) order."""
+        probs = predict_proba(self.model, self.tok, texts, max_length=self.cfg.max_length,
+                              batch_size=self.cfg.batch_size, desc="leaning")
+        return probs[:, self.columns]
+
+    def close(self):
+        self.model = self.tok = None

@@ -1,0 +1,78 @@
+"""Text quality index (§4.4): a gibberish detector scores every sentence (clean 3, mild gibberish 2,
+word salad 1, noise 0); the article's index is the mean over its sentences. An article without sentences
+gets NaN (dropped from the generation's mean and CI). `scoring: label` scores a sentence by its argmax class
+(the paper's text); `expected` by sum(p * score) (the authors' code)."""
+
+from __future__ import annotations
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from bias_amp.errors import ConfigError, check, check_range
+from bias_amp.metrics.seqcls import check_source, id2label, load_classifier, predict_proba
+from bias_amp.metrics.sentences import split_sentences
+
+SCORINGS = ("label", "expected")
+
+
+def validate(cfg: DictConfig) -> None:
+    if not cfg.get("enabled", True):
+        return
+    if cfg.get("train") is None:
+        check_source(cfg.get("model"), "quality.model")
+    labels = cfg.get("labels")
+    ok = isinstance(labels, (dict, DictConfig)) and len(labels) > 1 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in labels.values())
+    check(ok, "quality.labels", "a map {model label: numeric score}", labels)
+    check(cfg.get("scoring") in SCORINGS, "quality.scoring", f"one of {list(SCORINGS)}", cfg.get("scoring"))
+    check_range(cfg.max_length, "quality.max_length", 8, integer=True)
+    check_range(cfg.batch_size, "quality.batch_size", 1, integer=True)
+
+
+def score_vector(names: list[str], labels) -> np.ndarray:
+    """The score of each model class, in logit order."""
+    m = OmegaConf.to_container(labels) if isinstance(labels, DictConfig) else dict(labels)
+    if sorted(m) != sorted(names):
+        raise ConfigError("quality.labels", f"keys matching the model's labels {names}", sorted(m))
+    return np.array([float(m[n]) for n in names])
+
+
+def sentence_scores(probs: np.ndarray, scores: np.ndarray, scoring: str) -> np.ndarray:
+    probs = np.asarray(probs, dtype=float)
+    return scores[probs.argmax(1)] if scoring == "label" else probs @ scores
+
+
+def article_index(sentence_values: np.ndarray, owners: list[int], n_articles: int) -> np.ndarray:
+    """Mean sentence score per article (NaN for articles without sentences)."""
+    total = np.bincount(owners, weights=sentence_values, minlength=n_articles)
+    count = np.bincount(owners, minlength=n_articles)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+class QualityDetector:
+    def __init__(self, cfg: DictConfig, *, device="cpu"):
+        validate(cfg)
+        self.cfg, self.device, self.model, self.tok, self.scores = cfg, device, None, None, None
+
+    def load(self, model_path: str | None = None):
+        self.model, self.tok = load_classifier(model_path or self.cfg.model, device=self.device,
+                                               trust_remote_code=bool(self.cfg.get("trust_remote_code", False)))
+        self.scores = score_vector(id2label(self.model), self.cfg.labels)
+        return self
+
+    def index(self, texts: list[str]) -> np.ndarray:
+        """Quality index per text."""
+        sents, owners = [], []
+        for i, text in enumerate(texts):
+            for s in split_sentences(text):
+                sents.append(s)
+                owners.append(i)
+        if not sents:
+            return np.full(len(texts), np.nan)
+        probs = predict_proba(self.model, self.tok, sents, max_length=self.cfg.max_length,
+                              batch_size=self.cfg.batch_size, desc="quality")
+        return article_index(sentence_scores(probs, self.scores, self.cfg.scoring), owners, len(texts))
+
+    def close(self):
+        self.model = self.tok = None

@@ -1,0 +1,58 @@
+"""Sequence-classifier plumbing shared by the leaning classifier and the gibberish detector:
+safe loading (safetensors only, no remote code unless asked) and batched class probabilities."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from bias_amp.errors import check
+from bias_amp.models import _looks_local, resolve_path
+
+
+def check_source(path: str | None, key: str) -> None:
+    """A hub name or an existing local dir (checked without loading)."""
+    check(isinstance(path, str) and bool(path), key, "a hub name or a local model directory", path)
+    local = resolve_path(path)
+    if _looks_local(local):
+        check(Path(local).expanduser().is_dir(), key, "an existing model directory", path)
+
+
+def load_classifier(path: str, *, trust_remote_code: bool = False, device="cpu"):
+    """(model, tokenizer) of a sequence classifier: hub name, local dir or pkg://."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_path(path)
+    tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
+                                                               trust_remote_code=trust_remote_code)
+    return model.to(device).eval(), tok
+
+
+def id2label(model) -> list[str]:
+    """The model's class names in logit order."""
+    return [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+
+@torch.no_grad()
+def predict_proba(model, tok, texts: list[str], *, max_length: int, batch_size: int = 32,
+                  desc: str | None = None) -> np.ndarray:
+    """Softmax probabilities [len(texts), num_labels], texts truncated to `max_length` tokens.
+    Batches are built from length-sorted texts (less padding); rows come back in input order."""
+    model.eval()
+    device = next(model.parameters()).device
+    limit = tok.model_max_length if tok.model_max_length and tok.model_max_length < 1e6 else max_length
+    max_length = min(max_length, limit)
+    out = np.zeros((len(texts), model.config.num_labels), dtype=np.float64)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    starts = range(0, len(texts), batch_size)
+    for s in tqdm(starts, desc=desc, disable=desc is None or len(starts) < 2, leave=False):
+        idx = order[s:s + batch_size]
+        enc = tok([texts[i] for i in idx], truncation=True, max_length=max_length, padding=True,
+                  return_tensors="pt").to(device)
+        logits = model(**enc).logits.float()
+        out[idx] = torch.softmax(logits, -1).cpu().numpy()
+    return out

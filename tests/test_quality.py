@@ -1,0 +1,78 @@
+"""Quality index: sentence splitting, the corruptions defining the offline detector's classes, sentence
+scoring (label / expected), article means, config and label-map validation."""
+
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+from omegaconf import OmegaConf
+
+from bias_amp.errors import ConfigError
+from bias_amp.metrics.corrupt import QUALITY_CLASSES, mild_gibberish, noise, quality_examples, word_salad
+from bias_amp.metrics.quality import article_index, score_vector, sentence_scores, validate
+from bias_amp.metrics.sentences import split_sentences
+
+SCORES = {"clean": 3, "mild gibberish": 2, "word salad": 1, "noise": 0}
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("Mr. Smith met Sen. Jones on Jan. 5. They spoke.", ["Mr. Smith met Sen. Jones on Jan. 5.", "They spoke."]),
+    ("The U.S. economy grew 3.5 percent. Then it fell.", ["The U.S. economy grew 3.5 percent.", "Then it fell."]),
+    ("He moved to the U.S. The move was hard.", ["He moved to the U.S.", "The move was hard."]),
+    ("It ended.Next came more.", ["It ended.", "Next came more."]),
+    ('"Stop!" she said. "No." He left.', ['"Stop!" she said.', '"No."', "He left."]),
+    ('He said "we won." Then he left.', ['He said "we won."', "Then he left."]),
+    ("J. K. Rowling wrote it. See No. 5 here.", ["J. K. Rowling wrote it.", "See No. 5 here."]),
+    ("Prices rose 2.5% in Jan. and fell in Feb. The traders shrugged.",
+     ["Prices rose 2.5% in Jan. and fell in Feb.", "The traders shrugged."]),
+    ("Dr. Lee and Gov. Ray met Acme Inc. Officials.", ["Dr. Lee and Gov. Ray met Acme Inc. Officials."]),
+    ("Title line\nbody: First one. Second one", ["Title line", "body: First one.", "Second one"]),
+    ("", []), ("   \n  ", []),
+])
+def test_split_sentences(text, expected):
+    assert split_sentences(text) == expected
+
+
+def test_corruptions():
+    rng = random.Random(0)
+    s = "The senate passed the budget bill on Tuesday after a long debate in the chamber."
+    salad = word_salad(s, rng)
+    assert salad != s and sorted(salad.split()) == sorted(s.split())
+    mild = mild_gibberish(s, rng)
+    assert mild != s and abs(len(mild.split()) - len(s.split())) <= 3
+    n = noise(s, rng)
+    assert len(n) >= len(s) - 1 and not set(n.split()) & set(s.split())
+    ex = quality_examples([s, "Short one.", s + " Another sentence follows here now."], seed=0)
+    assert [c for _, c in ex] == list(QUALITY_CLASSES[:2])  # 2 distinct sentences of >= 5 words, in turn
+    ex = quality_examples([s, "Another sentence follows here now."], seed=0, all_classes=True)
+    assert Counter(c for _, c in ex) == {c: 2 for c in QUALITY_CLASSES}
+
+
+def test_sentence_scoring_and_article_means():
+    names = ["clean", "mild gibberish", "noise", "word salad"]  # the hub detector's logit order
+    scores = score_vector(names, SCORES)
+    assert scores.tolist() == [3, 2, 0, 1]
+    probs = np.array([[.6, .3, .0, .1], [.1, .2, .3, .4], [.0, .0, 1., .0]])
+    assert sentence_scores(probs, scores, "label").tolist() == [3, 1, 0]
+    assert sentence_scores(probs, scores, "expected") == pytest.approx([2.5, 1.1, 0.0])
+    # articles 0: sentences 0,1; 1: none (NaN); 2: sentence 2
+    idx = article_index(np.array([3.0, 1.0, 0.0]), [0, 0, 2], 3)
+    assert idx[0] == 2.0 and np.isnan(idx[1]) and idx[2] == 0.0
+
+
+def _cfg(**kw):
+    base = {"enabled": True, "model": "hub/detector", "labels": SCORES, "scoring": "label", "max_length": 64,
+            "batch_size": 8}
+    return OmegaConf.create(base | kw)
+
+
+def test_validation_messages():
+    validate(_cfg())
+    with pytest.raises(ConfigError, match=r"^quality.scoring: expected one of \['label', 'expected'\], got 'mean'"):
+        validate(_cfg(scoring="mean"))
+    with pytest.raises(ConfigError, match=r"^quality.labels: expected a map \{model label: numeric score\}"):
+        validate(_cfg(labels={"clean": "high", "noise": 0}))
+    with pytest.raises(ConfigError) as e:
+        score_vector(["LABEL_0", "LABEL_1"], SCORES)
+    assert str(e.value).startswith("quality.labels: expected keys matching the model's labels ['LABEL_0', 'LABEL_1']")
