@@ -134,8 +134,12 @@ def make_examples(cfg: DictConfig, seed: int) -> dict[str, list[tuple[str, str]]
             parts["train"] = balance_center(parts["train"], seed)
         out = {k: [(_record_text(a, cfg.text_template), a["label"]) for a in v] for k, v in parts.items()}
     else:
+        caps = {"train": cfg.train.get("max_examples"), "valid": cfg.train.get("max_eval_examples"),
+                "test": cfg.train.get("max_eval_examples")}
+        per = 4 if cfg.quality.all_classes else 1  # examples per sentence; cap sentences before corrupting
         out = {k: quality_examples([_record_text(a, cfg.text_template) for a in v], seed=seed + i,
-                                   min_words=cfg.quality.min_words, all_classes=cfg.quality.all_classes)
+                                   min_words=cfg.quality.min_words, all_classes=cfg.quality.all_classes,
+                                   max_sentences=-(-caps[k] // per) if caps[k] else None)
                for i, (k, v) in enumerate(parts.items())}
     rng = random.Random(seed)  # optional fixed random subsets (long benchmarks on few cores)
     for k, cap in (("train", cfg.train.get("max_examples")), ("valid", cfg.train.get("max_eval_examples")),
@@ -281,7 +285,7 @@ def confusion_figure(matrices: dict[str, np.ndarray], classes, path: Path) -> No
     import seaborn as sns
 
     fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 3.8), squeeze=False)
-    for ax, (name, cm) in zip(axes[0], matrices.items()):
+    for ax, (name, cm) in zip(axes[0], matrices.items(), strict=True):
         sns.heatmap(cm, annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
                     xticklabels=classes, yticklabels=classes)
         ax.set(title=_short(name), xlabel="predicted", ylabel="true")

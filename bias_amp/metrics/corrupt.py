@@ -70,4 +70,4 @@ def quality_examples(texts, seed: int = 0, min_words: int = 5, max_sentences: in
     if all_classes:
         return [(CORRUPTIONS[c](s, rng), c) for s in sents for c in QUALITY_CLASSES]
     return [(CORRUPTIONS[c](s, rng), c) for s, c in
-            zip(sents, (QUALITY_CLASSES[i % 4] for i in range(len(sents))))]
+            zip(sents, (QUALITY_CLASSES[i % 4] for i in range(len(sents))), strict=True)]

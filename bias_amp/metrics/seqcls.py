@@ -9,14 +9,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from bias_amp.errors import check
+from bias_amp.errors import ConfigError, check
 from bias_amp.models import _looks_local, resolve_path
 
 
 def check_source(path: str | None, key: str) -> None:
     """A hub name or an existing local dir (checked without loading)."""
     check(isinstance(path, str) and bool(path), key, "a hub name or a local model directory", path)
-    local = resolve_path(path)
+    try:
+        local = resolve_path(path)
+    except ConfigError as e:
+        raise ConfigError(key, e.expected, path) from None
     if _looks_local(local):
         check(Path(local).expanduser().is_dir(), key, "an existing model directory", path)
 
