@@ -95,7 +95,7 @@ def param_groups(model, weight_decay: float) -> list[dict]:
 
 
 def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *, seed: int = 0,
-             desc: str = "fine-tune") -> TrainResult:
+             desc: str = "fine-tune", on_step=None) -> TrainResult:
     """Train `model` in place on `texts`; returns what happened, read off the optimizer and the loop."""
     examples = encode(tokenizer, texts, cfg.max_length, cfg.unit)
     check(len(examples) > 0, "train.texts", "at least one text of two or more tokens", len(texts))
@@ -133,6 +133,8 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 steps += 1
+                if on_step is not None:
+                    on_step(steps)
             losses.append(accelerator.reduce(loss_sum.detach(), "sum").item() / targets)
             tokens += sum(lengths[j] for j in batch)
             bar.update()

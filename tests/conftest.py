@@ -15,7 +15,11 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# Tests use tiny models: one thread is as fast, and immune to OpenMP oversubscription when the machine is
+# busy (2 threads on 2 loaded cores ran a tiny forward 20x slower). Subprocess runs inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 SENTENCES = [
     "The senate passed the budget bill on Tuesday after a long debate.",

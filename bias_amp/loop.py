@@ -1,0 +1,151 @@
+"""The generation loop (§4.2): generation 0 is the model fine-tuned on the real articles; every
+generation continues each article block by block, and the next one fine-tunes on those
+continuations. One call = one setup; finished versions are skipped, so a rerun resumes.
+Under `accelerate launch` training is data-parallel, synthesis is sharded by article and gathered
+back in order, and only the main process writes."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+from accelerate.utils import gather_object, set_seed
+from omegaconf import DictConfig, OmegaConf
+
+from bias_amp import data, faults, io, mitigation, models, probes, synth, tracking, train
+from bias_amp.metrics.scorer import Scorer, summarize
+from bias_amp.validate import validate_run
+
+log = logging.getLogger(__name__)
+
+
+def version_name(g: int) -> str:
+    return "baseline" if g < 0 else f"gen_{g:02d}"
+
+
+def is_done(out: Path, g: int) -> bool:
+    return (out / version_name(g) / "DONE").is_file()
+
+
+def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
+    """Run (or resume) one setup into `out`; returns its metrics table."""
+    acc = tracking.make_accelerator(cfg.logger, mixed_precision=cfg.train.mixed_precision)
+    scorer = None
+    try:
+        validate_run(cfg, out, write=acc.is_main_process)     # config, output dir, resume: before any model
+        real = data.load_corpus(cfg.data, seed=cfg.seed)
+        real_texts = [a.text(cfg.data.template) for a in real]
+        base = lambda: models.load_lm(cfg.model, corpus=real_texts, seed=cfg.seed)  # noqa: E731
+        scorer = Scorer(cfg, device=acc.device, base_model_loader=base)
+        if acc.is_main_process:
+            io.write_jsonl(out / "real.jsonl", [vars(a) for a in real])
+            tracking.start_tracking(acc, cfg.logger, name=f"{cfg.experiment_name}/{cfg.setup_name}",
+                                    group=cfg.setup_name, config=cfg, run_dir=out)
+        model, tok = base()
+        model.to(acc.device).eval()
+        probe_prompts = [b for a in real for b in synth.split_blocks(tok, a.title, a.body, cfg.synthesis.block_tokens)]
+        if cfg.baseline and not is_done(out, -1):
+            finish_version(cfg, out, -1, model, tok, real, scorer, acc, probe_prompts, None)
+        done = [g for g in range(cfg.generations) if is_done(out, g)]
+        if done and done[-1] + 1 < cfg.generations and cfg.init_from == "previous":
+            model, tok = models.load_checkpoint(out / "checkpoints" / version_name(done[-1]))
+            model.to(acc.device)
+        train_cfg = OmegaConf.merge(cfg.train, cfg.mitigation.train)
+        for g in range(cfg.generations):
+            if is_done(out, g):
+                continue
+            v = version_name(g)
+            synthetic = [[a["text"] for a in io.read_jsonl(out / version_name(k) / "articles.jsonl")] for k in range(g)]
+            if cfg.init_from == "base" and g > 0:
+                model, tok = base()
+                model.to(acc.device)
+            set_seed(cfg.seed * 1000 + g)
+            batch = mitigation.training_set(g, real_texts, synthetic, cfg.mitigation, cfg.seed)
+            result = train.finetune(model, tok, batch.texts, train_cfg, acc, seed=cfg.seed * 1000 + g,
+                                    desc=f"{cfg.setup_name} {v} fine-tune",
+                                    on_step=lambda step, v=v: step == 1 and faults.point(v, "train"))
+            prompts = real if cfg.prompt_source == "real" or g == 0 else [
+                data.Article(a["id"], a["label"], "", a["text"]) for a in io.read_jsonl(out / version_name(g - 1) / "articles.jsonl")]
+            finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
+                           {**result.to_dict(), "data": batch.origin})
+            gc.collect()
+        acc.wait_for_everyone()
+        if cfg.keep_checkpoints == "none" and acc.is_main_process:
+            shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        return write_metrics(out) if acc.is_main_process else pd.DataFrame()
+    finally:
+        if scorer is not None:
+            scorer.close()
+        tracking.finish(acc)
+
+
+def synthesize(cfg, g, model, tok, prompts, acc) -> tuple[list[dict], float]:
+    """This process's share of the articles, continued, then gathered back in article order."""
+    n = cfg.synthesis.max_articles
+    prompts = prompts[:n] if n else prompts
+    mine = list(range(acc.process_index, len(prompts), acc.num_processes))
+    set_seed(cfg.seed * 1000 + g + 500)
+    start = time.perf_counter()
+    out = synth.synthesize(model, tok, [prompts[i] for i in mine], dict(cfg.decoding.kwargs),
+                           block_tokens=cfg.synthesis.block_tokens, new_tokens=cfg.synthesis.new_tokens,
+                           batch_size=cfg.synthesis.batch_size, seed=cfg.seed * 1000 + g + acc.process_index,
+                           progress=acc.is_local_main_process,
+                           on_batch=lambda *_: faults.point(version_name(g), "synthesis"))
+    seconds = time.perf_counter() - start
+    if acc.num_processes > 1:
+        out = [a for _, a in sorted(gather_object(list(zip(mine, out, strict=True))), key=lambda p: p[0])]
+    tokens = sum(a["new_tokens"] for a in out)
+    return out, tokens / max(seconds, 1e-9)
+
+
+def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts, train_stats) -> None:
+    """Synthesise, score and probe one model version; write its dir, the DONE marker last."""
+    v, vdir = version_name(g), out / version_name(g)
+    articles, synth_rate = synthesize(cfg, g, model, tok, prompts, acc)
+    if acc.is_main_process:
+        scores = scorer.score(articles)
+        faults.point(v, "metrics")
+        row = {"setup": cfg.setup_name, "version": v, "generation": g, **summarize(scores),
+               "train_loss": train_stats["loss"] if train_stats else None,
+               "train_tokens_per_s": train_stats["tokens_per_s"] if train_stats else None,
+               "synth_tokens_per_s": synth_rate}
+        io.write_jsonl(vdir / "articles.jsonl", articles)
+        io.write_csv(vdir / "scores.csv", scores)
+        if train_stats:
+            io.write_json(vdir / "train.json", train_stats)
+        if cfg.probe.enabled:
+            probes.save_probe(vdir / "probe.npz", probes.probe(model, tok, probe_prompts, cfg.probe))
+        io.write_json(vdir / "metrics.json", row)
+        if g >= 0:                       # the latest checkpoint is what a killed run resumes from
+            save_and_prune(cfg, out, g, model, tok)
+        io.write_text(vdir / "DONE", "")
+        write_metrics(out)
+        tracking.log_metrics(acc, {k: x for k, x in row.items() if isinstance(x, (int, float))}, step=g)
+    acc.wait_for_everyone()
+
+
+def save_and_prune(cfg, out: Path, g: int, model, tok) -> None:
+    ckpt = out / "checkpoints"
+    models.save_checkpoint(model, tok, ckpt / version_name(g))
+    if cfg.keep_checkpoints != "all":
+        for old in ckpt.glob("gen_*"):
+            if old.name < version_name(g):
+                shutil.rmtree(old, ignore_errors=True)
+
+
+COLUMNS = ["setup", "version", "generation", "n_articles", "share_left", "share_center", "share_right",
+           "quality_mean", "quality_ci_low", "quality_ci_high", "perplexity_mean", "perplexity_ci_low",
+           "perplexity_ci_high", "train_loss", "train_tokens_per_s", "synth_tokens_per_s"]
+
+
+def write_metrics(out: Path) -> pd.DataFrame:
+    """metrics.csv = every finished version's metrics.json, baseline first."""
+    rows = [io.read_json(p.parent / "metrics.json") for p in sorted(out.glob("*/DONE"))]
+    df = pd.DataFrame(rows).sort_values("generation", ignore_index=True)
+    df = df[[c for c in COLUMNS if c in df] + [c for c in df if c not in COLUMNS]]
+    io.write_csv(out / "metrics.csv", df)
+    return df

@@ -1,0 +1,108 @@
+"""The loop runner end to end on the smoke experiment (tiny model, embedded corpus), at small sizes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from bias_amp import io
+from bias_amp.errors import ConfigError
+from bias_amp.loop import run_setup
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["experiment=smoke", "logger=none", "data.per_label=4", "train.max_length=128", "probe.max_prompts=16"]
+METRICS = ["share_left", "share_center", "share_right", "quality_mean", "quality_ci_low", "quality_ci_high",
+           "perplexity_mean", "perplexity_ci_low", "perplexity_ci_high"]
+
+
+def cfg_for(*overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        return compose("config", overrides=FAST + list(overrides))
+
+
+def run_cli(out: Path, *overrides, env=None, check=True):
+    cmd = [sys.executable, "-m", "bias_amp.run", *FAST, f"hydra.run.dir={out}", *overrides]
+    proc = subprocess.run(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, capture_output=True, text=True)
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def test_setup_writes_every_version_with_metrics(tmp_path):
+    metrics = run_setup(cfg_for("generations=3"), tmp_path)
+    assert metrics.version.tolist() == ["baseline", "gen_00", "gen_01", "gen_02"]
+    assert metrics.generation.tolist() == [-1, 0, 1, 2]
+    assert metrics[METRICS].notna().all().all()
+    assert pd.read_csv(tmp_path / "metrics.csv").equals(metrics)
+    real = io.read_jsonl(tmp_path / "real.jsonl")
+    assert len(real) == 12
+    for v in metrics.version:
+        vdir = tmp_path / v
+        arts = io.read_jsonl(vdir / "articles.jsonl")
+        assert [a["id"] for a in arts] == [a["id"] for a in real]          # every article, in order
+        assert [a["label"] for a in arts] == [a["label"] for a in real]
+        assert all(a["text"].strip() for a in arts)
+        assert len(pd.read_csv(vdir / "scores.csv")) == 12
+        assert (vdir / "probe.npz").is_file() and (vdir / "DONE").is_file()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["gen_02"]   # keep_checkpoints=last
+    stats = io.read_json(tmp_path / "gen_01" / "train.json")
+    assert stats["data"] == {"gen_00": 12} and stats["epochs"] == 2
+
+
+def test_overfit_reaches_the_optimizer(tmp_path):
+    run_setup(cfg_for("setup=greedy-overfit", "generations=1", "baseline=false"), tmp_path)
+    stats = io.read_json(tmp_path / "gen_00" / "train.json")
+    assert stats["epochs"] == 25
+    assert [g["weight_decay"] for g in stats["optimizer"]] == [0.0, 0.0]
+
+
+def test_preserve_and_accumulate_change_what_training_receives(tmp_path):
+    run_setup(cfg_for("setup=greedy-preserve", "generations=2", "baseline=false", "probe.enabled=false"),
+              tmp_path / "p")
+    assert io.read_json(tmp_path / "p" / "gen_01" / "train.json")["data"] == {"gen_00": 12, "real": 1}
+    run_setup(cfg_for("setup=greedy-accumulate", "generations=3", "baseline=false", "probe.enabled=false"),
+              tmp_path / "a")
+    data = io.read_json(tmp_path / "a" / "gen_02" / "train.json")["data"]
+    assert data == {"real": 12, "gen_00": 12, "gen_01": 12}
+
+
+def test_a_new_mitigation_is_just_a_yaml_file(tmp_path):
+    conf = tmp_path / "conf" / "mitigation"
+    conf.mkdir(parents=True)
+    (conf / "half.yaml").write_text("name: half\nreal_fraction: 0.5\naccumulate: true\nwindow: 1\n"
+                                    "train: {epochs: 2}\n")
+    out = tmp_path / "run"
+    run_cli(out, f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "mitigation=half", "generations=3",
+            "baseline=false", "probe.enabled=false")
+    stats = io.read_json(out / "gen_02" / "train.json")
+    assert stats["data"] == {"real": 12 + 6, "gen_01": 12} and stats["epochs"] == 2
+    assert (out.name, pd.read_csv(out / "metrics.csv").setup[0]) == ("run", "greedy-half")
+
+
+def test_resume_after_a_kill_equals_an_uninterrupted_run(tmp_path):
+    run_cli(tmp_path / "a", "generations=3")
+    killed = run_cli(tmp_path / "b", "generations=3", env={"BIAS_AMP_KILL_AT": "gen_01:synthesis"}, check=False)
+    assert killed.returncode != 0 and (tmp_path / "b" / "gen_00" / "DONE").is_file()
+    assert not (tmp_path / "b" / "gen_01" / "DONE").exists()
+    run_cli(tmp_path / "b", "generations=3")
+    a, b = (pd.read_csv(tmp_path / d / "metrics.csv").drop(columns=["train_tokens_per_s", "synth_tokens_per_s"])
+            for d in "ab")
+    pd.testing.assert_frame_equal(a, b)
+    for v in ["gen_00", "gen_01", "gen_02"]:
+        assert io.read_jsonl(tmp_path / "a" / v / "articles.jsonl") == io.read_jsonl(tmp_path / "b" / v / "articles.jsonl")
+
+
+def test_resume_with_different_settings_is_refused(tmp_path):
+    run_setup(cfg_for("generations=1", "baseline=false", "probe.enabled=false"), tmp_path)
+    with pytest.raises(ConfigError, match=r"^resume: .*differs: seed, train\.lr"):
+        run_setup(cfg_for("generations=1", "seed=5", "train.lr=0.1", "baseline=false", "probe.enabled=false"),
+                  tmp_path)
+    # more generations extend the finished run
+    metrics = run_setup(cfg_for("generations=2", "baseline=false", "probe.enabled=false"), tmp_path)
+    assert metrics.version.tolist() == ["gen_00", "gen_01"]
