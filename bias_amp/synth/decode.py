@@ -1,0 +1,147 @@
+"""The fast block-continuation loop: one left-padded batch of prompts, a preallocated KV cache, the causal+padding
+mask built once and sliced per step, last-position logits only, finished rows dropped from the batch.
+Greedy picks the argmax like HF; sampling applies HF's temperature -> top-k -> top-p warpers (same distribution)."""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+from bias_amp.synth.options import Plan
+
+_COMPACT_AT = 0.75  # drop finished rows once at most this share of the batch is still running
+
+
+def fast_loop_problem(model) -> str:
+    """Why the fast loop cannot run this model ('' when it can)."""
+    config = model.config
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder model"
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    types = set(getattr(text, "layer_types", None) or ["full_attention"])
+    if types != {"full_attention"} or getattr(text, "sliding_window", None) or getattr(text, "use_sliding_window", 0):
+        return f"attention layer types {sorted(types)} / sliding window"
+    params = inspect.signature(model.forward).parameters
+    if "position_ids" not in params or not ({"cache", "past_key_values"} & params.keys()):
+        return "forward() takes no position_ids / cache"
+    return ""
+
+
+def _forward_kwargs(model) -> tuple[str, bool]:
+    params = inspect.signature(model.forward).parameters
+    return ("cache" if "cache" in params else "past_key_values"), "logits_to_keep" in params
+
+
+def _full_mask(model, mask2d: torch.Tensor):
+    """[B, 1, L, L] causal+padding mask in the format of the model's attention (bool for SDPA, additive
+    float for eager), or None when the attention wants HF's own 2D handling (flash attention...)."""
+    from transformers.masking_utils import create_causal_mask
+
+    batch, length = mask2d.shape
+    probe = torch.empty(batch, length, 1, dtype=model.dtype, device=mask2d.device)
+    mask = create_causal_mask(config=model.config, inputs_embeds=probe, attention_mask=mask2d, cache=None,
+                              allow_is_causal_skip=False)
+    return mask if isinstance(mask, torch.Tensor) and mask.dim() == 4 else None
+
+
+class Sampler:
+    """Next token from last-position logits [B, V] (float32), as HF's greedy / multinomial sampling would pick it.
+    Top-p uses rejection: draw from the (temperature, top-k) distribution, keep the draw when it lies in the
+    nucleus (HF's rule: drop tokens whose ascending cumulative probability is <= 1 - top_p), else redraw.
+    That is exactly sampling from the renormalised nucleus, with no sort over the vocabulary."""
+
+    def __init__(self, plan: Plan, generator: torch.Generator | None):
+        self.plan, self.generator = plan, generator
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        p = self.plan
+        if not p.sample:
+            return logits.argmax(-1)
+        if p.temperature != 1.0:
+            logits = logits / p.temperature
+        if p.top_k:
+            kth = torch.topk(logits, min(p.top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        probs = logits.softmax(-1)
+        tokens = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        if p.top_p >= 1.0:
+            return tokens
+        rows = torch.arange(len(tokens), device=tokens.device)
+        while True:
+            bad = ~in_nucleus(probs, tokens, p.top_p)
+            if not bad.any():
+                return tokens
+            redo = rows[bad]
+            tokens[redo] = torch.multinomial(probs[redo], 1, generator=self.generator).squeeze(1)
+
+
+def in_nucleus(probs: torch.Tensor, tokens: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Whether each row's token survives HF's TopPLogitsWarper: the mass of tokens no more likely than it
+    (itself included) exceeds 1 - top_p. The most likely token always survives (HF keeps at least one)."""
+    chosen = probs.gather(1, tokens[:, None])
+    mass_below = torch.where(probs <= chosen, probs, 0.0).sum(-1)
+    return (mass_below > 1 - top_p) | (chosen.squeeze(1) >= probs.max(-1).values)
+
+
+@torch.inference_mode()
+def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan,
+                    generator: torch.Generator | None = None) -> list[list[int]]:
+    """Continue each prompt by up to `new_tokens` tokens in one batch; each row stops at EOS.
+    Returns the new token ids per prompt, EOS and anything after it removed."""
+    from transformers import StaticCache
+
+    device = model.device
+    batch, width = len(prompts), max(map(len, prompts))
+    total = width + new_tokens
+    ids = torch.full((batch, width), plan.pad, dtype=torch.long)
+    mask2d = torch.ones((batch, total), dtype=torch.bool)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+        mask2d[row, :width - len(prompt)] = False
+    ids, mask2d = ids.to(device), mask2d.to(device)
+    positions = (mask2d.long().cumsum(-1) - 1).clamp_(min=0)
+    full = _full_mask(model, mask2d)
+    cache_key, keep_logits = _forward_kwargs(model)
+    cache = StaticCache(config=model.config, max_cache_len=total)
+    extra = {"logits_to_keep": 1} if keep_logits else {}
+    eos = torch.tensor(plan.eos or [-1], device=device)
+    sampler = Sampler(plan, generator)
+
+    def step(inputs, start, stop):
+        mask = full[:, :, start:stop] if full is not None else mask2d[:, :stop]
+        out = model(input_ids=inputs, attention_mask=mask, position_ids=positions[:, start:stop],
+                    use_cache=True, **{cache_key: cache}, **extra)
+        return out.logits[:, -1, :].float()
+
+    out = torch.full((batch, new_tokens), plan.pad, dtype=torch.long, device=device)
+    rows = torch.arange(batch, device=device)  # original row of each running row
+    logits = step(ids, 0, width)
+    for t in range(new_tokens):
+        token = sampler(logits)
+        out[rows, t] = token
+        running = ~torch.isin(token, eos)
+        if t == new_tokens - 1 or not running.any():
+            break
+        if running.sum() <= _COMPACT_AT * len(rows):
+            keep = running.nonzero().squeeze(1)
+            rows, token, positions, mask2d = rows[keep], token[keep], positions[keep], mask2d[keep]
+            full = full[keep] if full is not None else None
+            _compact(cache, keep)
+        logits = step(token[:, None], width + t, width + t + 1)
+    return [_until_eos(row, plan.eos) for row in out.tolist()]
+
+
+def _compact(cache, keep: torch.Tensor) -> None:
+    for layer in cache.layers:
+        if getattr(layer, "is_initialized", False):
+            layer.keys = layer.keys.index_select(0, keep)
+            layer.values = layer.values.index_select(0, keep)
+            layer.batch_size = len(keep)
+
+
+def _until_eos(tokens: list[int], eos: tuple[int, ...]) -> list[int]:
+    for i, tok in enumerate(tokens):
+        if tok in eos:
+            return tokens[:i]
+    return tokens
