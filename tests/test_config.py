@@ -1,8 +1,7 @@
 """Every YAML under conf/ composes, and every run config passes validation (torchtune style)."""
 
-from pathlib import Path
-
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest

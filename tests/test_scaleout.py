@@ -69,8 +69,9 @@ def test_two_processes_give_the_single_process_artifacts(tmp_path, reference):
 @pytest.mark.slow
 def test_joblib_launcher_runs_setups_in_parallel_processes(tmp_path):
     sweep = tmp_path / "sweep"
-    run(["-m", "setup=greedy,greedy-preserve", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-         f"hydra.sweep.dir={sweep}", "generations=2", "baseline=false"])
+    run(["setup=greedy,greedy-preserve", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+         f"hydra.sweep.dir={sweep}", "generations=2", "baseline=false"],
+        prefix=(sys.executable, "-m", "bias_amp.run", "--multirun"))
     for setup in ("greedy-none", "greedy-preserve"):
         m = pd.read_csv(sweep / setup / "metrics.csv")
         assert m.version.tolist() == ["gen_00", "gen_01"] and (m.setup == setup).all()
@@ -87,9 +88,10 @@ def test_slurm_launcher_config_composes_for_the_paper_sweep():
 
 
 def test_unwritable_output_dir_is_a_one_line_error(tmp_path):
+    from test_loop import cfg_for
+
     from bias_amp.errors import ConfigError
     from bias_amp.loop import run_setup
-    from test_loop import cfg_for
 
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -108,8 +110,9 @@ def test_write_errors_end_the_cli_with_one_line(capsys):
 
 
 def test_disk_full_keeps_earlier_generations(tmp_path, monkeypatch):
-    from bias_amp import loop
     from test_loop import cfg_for
+
+    from bias_amp import loop
 
     real_write = io.write_jsonl
 
