@@ -9,8 +9,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from bias_amp.errors import ConfigError, check, check_range
-from bias_amp.metrics.seqcls import check_source, id2label, load_classifier, predict_proba
 from bias_amp.metrics.sentences import split_sentences
+from bias_amp.metrics.seqcls import check_source, id2label, load_classifier, predict_proba
 
 SCORINGS = ("label", "expected")
 
