@@ -1,0 +1,81 @@
+"""analyze, report and the notebook on a real smoke sweep made by the loop runner."""
+
+import json
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bias_amp import analyze, report
+from bias_amp.probes import load_probe
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def run_metrics(sweep):
+    return pd.concat([pd.read_csv(p) for p in sorted(sweep.glob("*/metrics.csv"))], ignore_index=True)
+
+
+def test_sweep_has_every_version_with_all_metric_columns(smoke_sweep):
+    metrics = run_metrics(smoke_sweep)
+    assert sorted(metrics.setup.unique()) == ["greedy-none", "greedy-preserve"]
+    assert metrics.groupby("setup").version.apply(list).tolist() == [["baseline"] + [f"gen_0{g}" for g in range(4)]] * 2
+    cols = [c for c in report.TABLE_COLUMNS if c not in ("setup", "version")]
+    assert metrics[cols].notna().all().all()
+    assert np.allclose(metrics[["share_left", "share_center", "share_right"]].sum(axis=1), 1.0)
+
+
+def test_report_tables_equal_the_run_metrics(smoke_sweep, tmp_path):
+    written = {p.name for p in report.build(smoke_sweep, out=tmp_path / "report")}
+    assert {"metrics_table.csv", "metrics_table.md", "trajectories.md", *report.FIGURES} <= written
+    for name in report.FIGURES:
+        assert (tmp_path / "report" / name).read_bytes().startswith(PNG), name
+    table = pd.read_csv(tmp_path / "report" / "metrics_table.csv")
+    pd.testing.assert_frame_equal(table, run_metrics(smoke_sweep)[report.TABLE_COLUMNS], check_exact=False,
+                                  rtol=1e-12)
+    assert "**Original**" in (tmp_path / "report" / "trajectories.md").read_text()   # real.jsonl is used
+
+
+def test_analyze_writes_every_output_and_matches_the_probes(smoke_sweep, tmp_path):
+    cfg = analyze.load_config([f"out_dir={tmp_path / 'analysis'}", "maxlags=0"])
+    paths = analyze.analyze(smoke_sweep, cfg)
+    for key in ("neurons", "overlap", "overlap_md", "summary"):
+        assert paths[key].is_file()
+    assert any(p.suffix == ".png" and p.read_bytes().startswith(PNG) for p in paths.values())
+    summary = json.loads(paths["summary"].read_text())
+    probe = load_probe(smoke_sweep / "greedy-none" / "gen_00" / "probe.npz")
+    assert summary["neurons"] == probe["weight"].size and summary["versions"] == 8 and summary["observations"] == 6
+    # one neuron's Pearson r (first differences within setups) recomputed from the raw files
+    neurons = pd.read_csv(paths["neurons"])
+    row = neurons[(neurons.relationship == "activation_right") & (neurons.layer == 1) & (neurons.unit == 5)].iloc[0]
+    dx, dy = [], []
+    for setup in ("greedy-none", "greedy-preserve"):
+        m = pd.read_csv(smoke_sweep / setup / "metrics.csv").query("generation >= 0")
+        x = [load_probe(smoke_sweep / setup / v / "probe.npz")["activation"][1, 5] for v in m.version]
+        dx += list(np.diff(x))
+        dy += list(np.diff(m.share_right))
+    if np.std(dy) > 0 and np.std(dx) > 0:
+        assert row.r == pytest.approx(np.corrcoef(dx, dy)[0, 1], abs=1e-6)
+
+
+def test_notebook_executes_on_the_sweep(smoke_sweep, tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    from conftest import ROOT
+
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "bias-amp test", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    monkeypatch.setenv("BIAS_AMP_SWEEP", str(smoke_sweep))
+    monkeypatch.setenv("BIAS_AMP_PAPER", str(tmp_path / "no-paper"))
+    nb = nbformat.read(ROOT / "notebooks" / "analysis.ipynb", as_version=4)
+    nbclient.NotebookClient(nb, kernel_name="python3", timeout=300,
+                            resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert len([o for o in outputs if "image/png" in o.get("data", {})]) >= 5
+    assert "greedy-preserve" in "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
