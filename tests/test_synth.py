@@ -231,3 +231,26 @@ def test_conf_decodings_validate():
     assert {p.stem for p in confs} >= {"greedy", "beam", "nucleus"}
     for path in confs:
         validate_decoding(OmegaConf.load(path).kwargs)
+
+
+def test_fast_gelu_is_bitwise_hf_gelu_new_and_restored(tiny_model):
+    from transformers.activations import NewGELUActivation
+
+    from bias_amp.synth.decode import exact_fast_ops
+
+    x = torch.randn(64, 256, generator=torch.Generator().manual_seed(0)) * 4
+    act = tiny_model.transformer.h[0].mlp.act
+    assert type(act) is NewGELUActivation
+    want = act(x)
+    with torch.inference_mode(), exact_fast_ops(tiny_model):
+        assert "forward" in vars(act) and torch.equal(act(x), want)
+    assert "forward" not in vars(act)
+
+
+def test_threads_option_is_restored(tiny_model, tiny_tokenizer):
+    before = torch.get_num_threads()
+    synthesize(tiny_model, tiny_tokenizer, articles(1), GREEDY, block_tokens=16, new_tokens=4, threads=1,
+               progress=False)
+    assert torch.get_num_threads() == before
+    with pytest.raises(ConfigError, match=r"^synthesis.threads: expected an integer in \[1, inf\], got 0"):
+        synthesize(tiny_model, tiny_tokenizer, articles(1), GREEDY, threads=0, progress=False)

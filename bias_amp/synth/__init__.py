@@ -14,7 +14,7 @@ import torch
 from tqdm.auto import tqdm
 
 from bias_amp.errors import check, check_range
-from bias_amp.synth.decode import continue_blocks
+from bias_amp.synth.decode import continue_blocks, exact_fast_ops
 from bias_amp.synth.options import Plan, as_dict, plan, validate_decoding
 
 __all__ = ["split_blocks", "synthesize", "validate_decoding", "generate_blocks"]
@@ -26,9 +26,9 @@ def split_blocks(tokenizer, title: str, body: str, block_tokens: int = 64) -> li
     check_range(block_tokens, "synthesis.block_tokens", lo=1, integer=True)
     blocks = []
     if title and title.strip():
-        blocks.append(tokenizer(title, add_special_tokens=False)["input_ids"])
+        blocks.append(tokenizer(title, add_special_tokens=False, verbose=False)["input_ids"])
     if body and body.strip():
-        ids = tokenizer(body, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(body, add_special_tokens=False, verbose=False)["input_ids"]
         blocks += [ids[i:i + block_tokens] for i in range(0, len(ids), block_tokens)]
     return [b for b in blocks if b]
 
@@ -40,19 +40,24 @@ def _field(article, key: str):
 
 def generate_blocks(model, prompts: list[list[int]], decoding: dict, *, new_tokens: int = 64, batch_size: int = 32,
                     seed: int = 0, pad_id: int | None = None, progress: bool = False,
-                    on_batch: Callable[[dict], None] | None = None) -> list[list[int]]:
+                    on_batch: Callable[[dict], None] | None = None, threads: int | None = None) -> list[list[int]]:
     """New token ids continuing each prompt (EOS and after removed), in input order. Batches of `batch_size`
-    prompts of similar length."""
+    prompts of similar length. `threads`: torch intra-op threads while decoding (None: leave as is; on a
+    shared CPU, 1 thread per process is often fastest)."""
     decoding = as_dict(decoding)
     validate_decoding(decoding)
     check_range(new_tokens, "synthesis.new_tokens", lo=1, integer=True)
     check_range(batch_size, "synthesis.batch_size", lo=1, integer=True)
+    if threads is not None:
+        check_range(threads, "synthesis.threads", lo=1, integer=True)
     how = plan(model, decoding, pad_id)
     order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), i))
     results: list[list[int] | None] = [None] * len(prompts)
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    was_training = model.training
+    was_training, old_threads, reuse = model.training, torch.get_num_threads(), {}
     model.eval()
+    if threads is not None:
+        torch.set_num_threads(threads)
     done = produced = 0
     start = time.perf_counter()
     bar = tqdm(total=len(prompts), desc="synthesis blocks", unit="block", disable=not progress)
@@ -61,9 +66,11 @@ def generate_blocks(model, prompts: list[list[int]], decoding: dict, *, new_toke
             idx = order[lo:lo + batch_size]
             batch = [prompts[i] for i in idx]
             if how.fast:
-                new = continue_blocks(model, batch, new_tokens, how, generator)
+                with exact_fast_ops(model):
+                    new = continue_blocks(model, batch, new_tokens, how, generator, reuse)
             else:
-                new = _hf_generate(model, batch, new_tokens, how, decoding, seed + lo)
+                with exact_fast_ops(model):
+                    new = _hf_generate(model, batch, new_tokens, how, decoding, seed + lo)
             for i, tokens in zip(idx, new, strict=True):
                 results[i] = tokens
             done, produced = done + len(idx), produced + sum(map(len, new))
@@ -75,6 +82,7 @@ def generate_blocks(model, prompts: list[list[int]], decoding: dict, *, new_toke
     finally:
         bar.close()
         model.train(was_training)
+        torch.set_num_threads(old_threads)
     return results
 
 
@@ -99,11 +107,12 @@ def _hf_generate(model, prompts, new_tokens: int, how: Plan, decoding: dict, see
 
 def synthesize(model, tokenizer, articles, decoding: dict, *, block_tokens: int = 64, new_tokens: int = 64,
                batch_size: int = 32, seed: int = 0, progress: bool = True,
-               on_batch: Callable[[dict], None] | None = None) -> list[dict]:
+               on_batch: Callable[[dict], None] | None = None, threads: int | None = None) -> list[dict]:
     """Synthetic articles, in input order: {"id", "label", "text", "continuations", "new_tokens"}.
 
     `decoding`: generate() kwargs (conf/decoding/*.yaml `kwargs`), validated before any model work.
     `on_batch(info)` runs after each batch; info = {blocks_done, blocks_total, new_tokens, seconds}.
+    `threads`: torch intra-op threads while decoding (None: unchanged).
     Sampling is reproducible for the same seed and batch_size."""
     decoding = as_dict(decoding)
     validate_decoding(decoding)
@@ -115,7 +124,7 @@ def synthesize(model, tokenizer, articles, decoding: dict, *, block_tokens: int 
     blocks = [split_blocks(tokenizer, _field(a, "title"), _field(a, "body"), block_tokens) for a in articles]
     flat = [b for bs in blocks for b in bs]
     new = generate_blocks(model, flat, decoding, new_tokens=new_tokens, batch_size=batch_size, seed=seed,
-                          pad_id=tokenizer.pad_token_id, progress=progress, on_batch=on_batch)
+                          pad_id=tokenizer.pad_token_id, progress=progress, on_batch=on_batch, threads=threads)
     out, pos = [], 0
     for article, bs in zip(articles, blocks, strict=True):
         conts, pos = new[pos:pos + len(bs)], pos + len(bs)

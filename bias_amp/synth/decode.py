@@ -4,7 +4,9 @@ Greedy picks the argmax like HF; sampling applies HF's temperature -> top-k -> t
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import math
 
 import torch
 
@@ -31,6 +33,28 @@ def fast_loop_problem(model) -> str:
 def _forward_kwargs(model) -> tuple[str, bool]:
     params = inspect.signature(model.forward).parameters
     return ("cache" if "cache" in params else "past_key_values"), "logits_to_keep" in params
+
+
+def _new_gelu_inplace(x: torch.Tensor) -> torch.Tensor:
+    """HF's NewGELUActivation (GPT-2's gelu_new), bitwise equal, with 2 allocations instead of 8."""
+    y = torch.pow(x, 3.0)
+    y.mul_(0.044715).add_(x).mul_(math.sqrt(2.0 / math.pi)).tanh_().add_(1.0)
+    return y.mul_(0.5 * x)
+
+
+@contextlib.contextmanager
+def exact_fast_ops(model):
+    """Swap GPT-2's 8-pass gelu_new for the in-place version above (same bits) while decoding."""
+    from transformers.activations import NewGELUActivation
+
+    swapped = [m for m in model.modules() if type(m) is NewGELUActivation]
+    for m in swapped:
+        m.forward = _new_gelu_inplace
+    try:
+        yield
+    finally:
+        for m in swapped:
+            del m.forward
 
 
 def _full_mask(model, mask2d: torch.Tensor):
@@ -84,13 +108,29 @@ def in_nucleus(probs: torch.Tensor, tokens: torch.Tensor, top_p: float) -> torch
     return (mass_below > 1 - top_p) | (chosen.squeeze(1) >= probs.max(-1).values)
 
 
-@torch.inference_mode()
-def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan,
-                    generator: torch.Generator | None = None) -> list[list[int]]:
-    """Continue each prompt by up to `new_tokens` tokens in one batch; each row stops at EOS.
-    Returns the new token ids per prompt, EOS and anything after it removed."""
+def _fresh_cache(model, batch: int, total: int, reuse: dict | None):
+    """A StaticCache for `batch` rows of `total` positions; the previous one when shapes allow (stale entries
+    beyond the current position are masked out, positions before it are rewritten by the prefill)."""
     from transformers import StaticCache
 
+    old = reuse.get("cache") if reuse is not None else None
+    if old is not None and reuse.get("shape") == (batch, total) and all(
+            getattr(layer, "batch_size", None) == batch for layer in old.layers):
+        for layer in old.layers:
+            layer.cumulative_length.zero_()
+        return old
+    cache = StaticCache(config=model.config, max_cache_len=total)
+    if reuse is not None:
+        reuse.update(cache=cache, shape=(batch, total))
+    return cache
+
+
+@torch.inference_mode()
+def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan,
+                    generator: torch.Generator | None = None, reuse: dict | None = None) -> list[list[int]]:
+    """Continue each prompt by up to `new_tokens` tokens in one batch; each row stops at EOS.
+    Returns the new token ids per prompt, EOS and anything after it removed. `reuse`: a dict that keeps
+    the KV cache between calls with the same shapes."""
     device = model.device
     batch, width = len(prompts), max(map(len, prompts))
     total = width + new_tokens
@@ -103,29 +143,34 @@ def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan
     positions = (mask2d.long().cumsum(-1) - 1).clamp_(min=0)
     full = _full_mask(model, mask2d)
     cache_key, keep_logits = _forward_kwargs(model)
-    cache = StaticCache(config=model.config, max_cache_len=total)
-    extra = {"logits_to_keep": 1} if keep_logits else {}
+    cache = _fresh_cache(model, batch, total, reuse)
     eos = torch.tensor(plan.eos or [-1], device=device)
     sampler = Sampler(plan, generator)
+
+    # a tensor index keeps the last position contiguous: the LM head stays one matmul, not B mat-vecs
+    last = {n: {"logits_to_keep": torch.tensor([n - 1], device=device)} if keep_logits else {} for n in (width, 1)}
 
     def step(inputs, start, stop):
         mask = full[:, :, start:stop] if full is not None else mask2d[:, :stop]
         out = model(input_ids=inputs, attention_mask=mask, position_ids=positions[:, start:stop],
-                    use_cache=True, **{cache_key: cache}, **extra)
+                    use_cache=True, **{cache_key: cache}, **last[stop - start])
         return out.logits[:, -1, :].float()
 
     out = torch.full((batch, new_tokens), plan.pad, dtype=torch.long, device=device)
-    rows = torch.arange(batch, device=device)  # original row of each running row
+    rows = torch.arange(batch, device=device)  # original row of each row still in the batch
+    running = torch.ones(batch, dtype=torch.bool, device=device)  # no EOS yet
     logits = step(ids, 0, width)
     for t in range(new_tokens):
         token = sampler(logits)
         out[rows, t] = token
-        running = ~torch.isin(token, eos)
-        if t == new_tokens - 1 or not running.any():
+        running &= ~torch.isin(token, eos)
+        n_running = int(running.sum()) if t < new_tokens - 1 else 0  # the step's one device sync
+        if n_running == 0:
             break
-        if running.sum() <= _COMPACT_AT * len(rows):
+        if n_running <= _COMPACT_AT * len(rows):
             keep = running.nonzero().squeeze(1)
             rows, token, positions, mask2d = rows[keep], token[keep], positions[keep], mask2d[keep]
+            running = running[keep]
             full = full[keep] if full is not None else None
             _compact(cache, keep)
         logits = step(token[:, None], width + t, width + t + 1)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# GPU benchmarks, sized to a few minutes on one H200. Needs a CUDA torch and the project's deps (make install TORCH=...).
+#   benchmarks/gpu.sh            fp32 (outputs as on CPU, up to float noise)
+#   benchmarks/gpu.sh --bf16     bf16 weights/activations: opt-in, changes outputs (greedy match share drops)
+# Extra args go to bench_synth.py (e.g. --models gpt2-small). Results: $OUT (default benchmarks/results/gpu).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-.venv/bin/python}
+OUT=${OUT:-benchmarks/results/gpu}
+DTYPE=float32
+if [[ "${1:-}" == "--bf16" ]]; then DTYPE=bfloat16; shift; fi
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+
+# --- synthesis: ours (batched own decode loop, SDPA) vs one batch-1 generate per block -------------------------
+"$PY" benchmarks/bench_synth.py --device cuda --dtype "$DTYPE" --attn sdpa --models gpt2-small,smollm2 \
+  --blocks 2048 --batch-size 512 --naive-blocks 12 \
+  --beam-blocks 256 --beam-batch-size 64 --beam-naive-blocks 6 \
+  --repeats 3 --matmul-n 8192 --out "$OUT/synth_${DTYPE}.json" "$@" 2>&1 | tee "$OUT/synth_${DTYPE}.log"
+
+# --- training (lead) ---------------------------------------------------------------------------------------------
