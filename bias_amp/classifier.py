@@ -329,7 +329,9 @@ def _markdown(table: pd.DataFrame, cfg) -> str:
     head = "| backbone | valid macro-F1 | test macro-F1 | test accuracy | best epoch |\n|---|---|---|---|---|\n"
     body = "".join(f"| {r.backbone} | {r.valid_macro_f1:.4f} | {r.test_macro_f1:.4f} | {r.test_accuracy:.4f} "
                    f"| {r.best_epoch} |\n" for r in table.itertuples())
-    return f"# {cfg.task} classifier (split: {cfg.split.by})\n\n" + head + body
+    given = ", ".join(f"{k}: {cfg.split[k]}" for k in ("train", "valid", "test") if cfg.split.get(k))
+    split = cfg.split.by + (f"; files {given}" if given else "")
+    return f"# {cfg.task} classifier (split: {split})\n\n" + head + body
 
 
 def compose(overrides: DictConfig | dict) -> DictConfig:
