@@ -92,7 +92,7 @@ CASES = [
     ("tokenizer without pad or EOS", lambda t: [f"model.tokenizer_path={no_eos_tokenizer(t)}", "model=tiny"],
      r"model\.tokenizer: expected a tokenizer with an EOS token", "model"),
     ("classifier labels not the model's", lambda t: ["leaning=paper", f"leaning.model={leaning_model_with_other_labels(t)}"],
-     r"leaning\.labels: expected keys matching the model's labels", "model"),
+     r"leaning\.labels: expected keys matching the model's labels \['negative', 'neutral', 'positive'\]"),
 ]
 
 

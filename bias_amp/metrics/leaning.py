@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from bias_amp.errors import ConfigError, check, check_range
 from bias_amp.metrics.seqcls import check_source, id2label, load_classifier, predict_proba
 from bias_amp.metrics.stats import LEANINGS
+from bias_amp.models import resolve_path
 
 
 def label_map(cfg_labels) -> dict[str, str] | None:
@@ -33,6 +37,10 @@ def validate(cfg: DictConfig) -> None:
               "values covering exactly left, center and right once each", m)
     check_range(cfg.max_length, "leaning.max_length", 8, integer=True)
     check_range(cfg.batch_size, "leaning.batch_size", 1, integer=True)
+    local = Path(resolve_path(cfg.model)) / "config.json" if cfg.get("train") is None else None
+    if local is not None and local.is_file():     # a local model: its label names are known without loading it
+        id2 = json.loads(local.read_text()).get("id2label") or {}
+        leaning_columns([id2[k] for k in sorted(id2, key=int)], labels)
 
 
 def leaning_columns(names: list[str], labels) -> list[int]:
