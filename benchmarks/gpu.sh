@@ -19,3 +19,9 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$OUT/
   --repeats 3 --matmul-n 8192 --out "$OUT/synth_${DTYPE}.json" "$@" 2>&1 | tee "$OUT/synth_${DTYPE}.log"
 
 # --- training (lead) ---------------------------------------------------------------------------------------------
+# bias_amp.train.finetune (dynamic padding) vs HF Trainer padded to 512, GPT-2-small shape, fp32 (both sides; --bf16
+# above does not apply here). articles: AllSides articles (~0% padding at 512); lines: their lines (mostly padding).
+for EX in articles lines; do
+  "$PY" benchmarks/bench_train.py --device cuda --model gpt2-small --examples "$EX" --batch-size 8 --steps 16 \
+    --repeats 3 --threads 4 2>&1 | tee "$OUT/train_${EX}.log"
+done

@@ -85,6 +85,13 @@ def collate(examples: list[list[int]], pad_id: int, device) -> dict[str, torch.T
     return {"input_ids": ids.to(device), "attention_mask": mask.to(device), "labels": labels.to(device)}
 
 
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed next-token cross-entropy over real targets. The labels are shifted left (the last position
+    and padding get -100) instead of slicing the logits: no copy of the [batch, length, vocab] logits."""
+    shifted = F.pad(labels[:, 1:], (0, 1), value=-100)
+    return F.cross_entropy(logits.flatten(0, 1).float(), shifted.flatten(), ignore_index=-100, reduction="sum")
+
+
 def param_groups(model, weight_decay: float) -> list[dict]:
     """Weight decay on matrices only (biases and norms excluded), as HF Trainer does."""
     decay, no_decay = [], []
@@ -113,7 +120,7 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
     tokens, steps, start = 0, 0, time.perf_counter()
     bar = tqdm(total=per_epoch * cfg.epochs, desc=desc, disable=not accelerator.is_main_process, leave=False)
     for epoch in range(cfg.epochs):
-        losses = []
+        sums, counts = [], []           # per-batch loss sums stay on the device: no host sync per step
         for i, batch in enumerate(batch_order(lengths, cfg.batch_size, rng, cfg.group_by_length)):
             # A batch is split across processes; the loss is normalised by the whole batch's target
             # tokens, so any number of processes computes the single-process gradient.
@@ -122,9 +129,7 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
             weight = 1.0 if batch[rank::world] else 0.0
             inputs = collate([examples[j] for j in local], tokenizer.pad_token_id, accelerator.device)
             labels = inputs.pop("labels")
-            logits = forward(**inputs).logits[:, :-1].float()
-            loss_sum = F.cross_entropy(logits.flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100,
-                                       reduction="sum") * weight
+            loss_sum = token_loss_sum(forward(**inputs).logits, labels) * weight
             accelerator.backward(loss_sum * world / (targets * cfg.grad_accum))  # DDP averages over processes
             if (i + 1) % cfg.grad_accum == 0 or i + 1 == per_epoch:
                 if cfg.max_grad_norm:
@@ -135,10 +140,13 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
                 steps += 1
                 if on_step is not None:
                     on_step(steps)
-            losses.append(accelerator.reduce(loss_sum.detach(), "sum").item() / targets)
+            sums.append(loss_sum.detach())
+            counts.append(targets)
             tokens += sum(lengths[j] for j in batch)
             bar.update()
-            bar.set_postfix(epoch=epoch, loss=f"{losses[-1]:.3f}")
+            if i % 16 == 0 or i + 1 == per_epoch:   # every step's loss is kept; the bar shows some
+                bar.set_postfix(epoch=epoch, loss=f"{accelerator.reduce(sums[-1], 'sum').item() / targets:.3f}")
+        losses = (accelerator.reduce(torch.stack(sums), "sum").cpu().double() / torch.tensor(counts)).tolist()
     bar.close()
     seconds = time.perf_counter() - start
     groups = [{"lr": g["initial_lr"] if "initial_lr" in g else g["lr"], "weight_decay": g["weight_decay"],
