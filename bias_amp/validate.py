@@ -11,7 +11,8 @@ from bias_amp import data, io, mitigation, models, synth, train
 from bias_amp.errors import ConfigError, check, check_range
 
 # Settings that may change between a run and its resume without changing results.
-RESUMABLE = ("logger", "paths", "keep_checkpoints", "generations", "synthesis.batch_size", "experiment_name")
+# (synthesis.batch_size is not one: nucleus sampling draws per batch.)
+RESUMABLE = ("logger", "paths", "keep_checkpoints", "generations", "synthesis.threads", "experiment_name")
 CHOICES = {"init_from": ("previous", "base"), "prompt_source": ("real", "previous"),
            "keep_checkpoints": ("last", "all", "none")}
 
@@ -23,6 +24,8 @@ def validate_config(cfg: DictConfig) -> None:
         check(cfg[key] in allowed, key, f"one of {list(allowed)}", cfg[key])
     for key in ("block_tokens", "new_tokens", "batch_size"):
         check_range(cfg.synthesis[key], f"synthesis.{key}", 1, integer=True)
+    if cfg.synthesis.threads is not None:
+        check_range(cfg.synthesis.threads, "synthesis.threads", 1, integer=True)
     if cfg.synthesis.max_articles is not None:
         check_range(cfg.synthesis.max_articles, "synthesis.max_articles", 1, integer=True)
     train.validate(cfg.train)
