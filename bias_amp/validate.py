@@ -24,10 +24,9 @@ def validate_config(cfg: DictConfig) -> None:
         check(cfg[key] in allowed, key, f"one of {list(allowed)}", cfg[key])
     for key in ("block_tokens", "new_tokens", "batch_size"):
         check_range(cfg.synthesis[key], f"synthesis.{key}", 1, integer=True)
-    if cfg.synthesis.threads is not None:
-        check_range(cfg.synthesis.threads, "synthesis.threads", 1, integer=True)
-    if cfg.synthesis.max_articles is not None:
-        check_range(cfg.synthesis.max_articles, "synthesis.max_articles", 1, integer=True)
+    for key in ("threads", "max_articles", "max_blocks"):       # optional caps
+        if cfg.synthesis[key] is not None:
+            check_range(cfg.synthesis[key], f"synthesis.{key}", 1, integer=True)
     train.validate(cfg.train)
     mitigation.validate(cfg.mitigation, list(cfg.train.keys()))
     train.validate(OmegaConf.merge(cfg.train, cfg.mitigation.train), key="mitigation.train")

@@ -254,3 +254,10 @@ def test_threads_option_is_restored(tiny_model, tiny_tokenizer):
     assert torch.get_num_threads() == before
     with pytest.raises(ConfigError, match=r"^synthesis.threads: expected an integer in \[1, inf\], got 0"):
         synthesize(tiny_model, tiny_tokenizer, articles(1), GREEDY, threads=0, progress=False)
+
+
+def test_max_blocks_caps_body_blocks(gpt2_tokenizer):
+    body = " ".join(["The committee met again on Tuesday to debate the budget."] * 40)
+    full = split_blocks(gpt2_tokenizer, "A title", body, 64)
+    capped = split_blocks(gpt2_tokenizer, "A title", body, 64, max_blocks=2)
+    assert len(full) > 3 and capped == full[:3]

@@ -20,16 +20,17 @@ from bias_amp.synth.options import Plan, as_dict, plan, validate_decoding
 __all__ = ["split_blocks", "synthesize", "validate_decoding", "generate_blocks"]
 
 
-def split_blocks(tokenizer, title: str, body: str, block_tokens: int = 64) -> list[list[int]]:
+def split_blocks(tokenizer, title: str, body: str, block_tokens: int = 64, max_blocks: int | None = None
+                 ) -> list[list[int]]:
     """[title ids] + the body's ids (one tokenisation) cut into consecutive `block_tokens` chunks (last may be
-    shorter). An empty title gives no title block, an empty body no body blocks."""
+    shorter), at most `max_blocks` body blocks. An empty title gives no title block, an empty body no body blocks."""
     check_range(block_tokens, "synthesis.block_tokens", lo=1, integer=True)
     blocks = []
     if title and title.strip():
         blocks.append(tokenizer(title, add_special_tokens=False, verbose=False)["input_ids"])
     if body and body.strip():
         ids = tokenizer(body, add_special_tokens=False, verbose=False)["input_ids"]
-        blocks += [ids[i:i + block_tokens] for i in range(0, len(ids), block_tokens)]
+        blocks += [ids[i:i + block_tokens] for i in range(0, len(ids), block_tokens)][:max_blocks]
     return [b for b in blocks if b]
 
 
@@ -106,7 +107,7 @@ def _hf_generate(model, prompts, new_tokens: int, how: Plan, decoding: dict, see
 
 
 def synthesize(model, tokenizer, articles, decoding: dict, *, block_tokens: int = 64, new_tokens: int = 64,
-               batch_size: int = 32, seed: int = 0, progress: bool = True,
+               max_blocks: int | None = None, batch_size: int = 32, seed: int = 0, progress: bool = True,
                on_batch: Callable[[dict], None] | None = None, threads: int | None = None) -> list[dict]:
     """Synthetic articles, in input order: {"id", "label", "text", "continuations", "new_tokens"}.
 
@@ -121,7 +122,7 @@ def synthesize(model, tokenizer, articles, decoding: dict, *, block_tokens: int 
     for i, article in enumerate(articles):
         for key in ("id", "label"):
             check(_field(article, key) is not None, f"articles[{i}].{key}", "a value", None)
-    blocks = [split_blocks(tokenizer, _field(a, "title"), _field(a, "body"), block_tokens) for a in articles]
+    blocks = [split_blocks(tokenizer, _field(a, "title"), _field(a, "body"), block_tokens, max_blocks) for a in articles]
     flat = [b for bs in blocks for b in bs]
     new = generate_blocks(model, flat, decoding, new_tokens=new_tokens, batch_size=batch_size, seed=seed,
                           pad_id=tokenizer.pad_token_id, progress=progress, on_batch=on_batch, threads=threads)
