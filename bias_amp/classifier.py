@@ -12,7 +12,6 @@ import hashlib
 import json
 import logging
 import random
-import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -268,13 +267,10 @@ def fit(model, tok, data: dict, classes, cfg: DictConfig, seed: int, desc: str =
 
 # ---------------------------------------------------------------- the run
 def save_model(model, tok, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    shutil.rmtree(path, ignore_errors=True)
-    tmp.rename(path)
-    return path
+    from bias_amp.models import save_checkpoint
+
+    save_checkpoint(model, tok, path)
+    return Path(path)
 
 
 def confusion_figure(matrices: dict[str, np.ndarray], classes, path: Path) -> None:

@@ -78,3 +78,18 @@ def smoke_sweep(tmp_path_factory) -> Path:
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sweep
+
+
+@pytest.fixture()
+def jupyter_kernel(tmp_path, monkeypatch) -> str:
+    """A 'python3' kernelspec pointing at the running interpreter, first on JUPYTER_PATH."""
+    import json
+    import sys
+
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "bias-amp test", "language": "python"}))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    return "python3"

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
-
 import pytest
 from conftest import ROOT
 from test_paper_scores import write_paper_dir
@@ -22,24 +19,12 @@ def sweep_dir(tmp_path_factory):
     return write_sweep(tmp_path_factory.mktemp("nb_sweep"))
 
 
-@pytest.fixture()
-def kernel(tmp_path, monkeypatch):
-    """A 'python3' kernelspec pointing at the running interpreter, first on JUPYTER_PATH."""
-    spec = tmp_path / "jupyter" / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "bias-amp test", "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
-    return "python3"
-
-
-def test_notebook_executes(sweep_dir, kernel, tmp_path, monkeypatch):
+def test_notebook_executes(sweep_dir, jupyter_kernel, tmp_path, monkeypatch):
     monkeypatch.setenv("BIAS_AMP_SWEEP", str(sweep_dir))
     monkeypatch.setenv("BIAS_AMP_PAPER", str(write_paper_dir(tmp_path / "paper")))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert "parameters" in nb.cells[1].metadata.get("tags", [])
-    nbclient.NotebookClient(nb, kernel_name=kernel, timeout=180,
+    nbclient.NotebookClient(nb, kernel_name=jupyter_kernel, timeout=180,
                             resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]

@@ -1,7 +1,6 @@
 """analyze, report and the notebook on a real smoke sweep made by the loop runner."""
 
 import json
-import sys
 
 import numpy as np
 import pandas as pd
@@ -59,21 +58,15 @@ def test_analyze_writes_every_output_and_matches_the_probes(smoke_sweep, tmp_pat
         assert row.r == pytest.approx(np.corrcoef(dx, dy)[0, 1], abs=1e-6)
 
 
-def test_notebook_executes_on_the_sweep(smoke_sweep, tmp_path, monkeypatch):
+def test_notebook_executes_on_the_sweep(smoke_sweep, tmp_path, monkeypatch, jupyter_kernel):
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     from conftest import ROOT
 
-    spec = tmp_path / "jupyter" / "kernels" / "python3"
-    spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "bias-amp test", "language": "python"}))
-    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
     monkeypatch.setenv("BIAS_AMP_SWEEP", str(smoke_sweep))
     monkeypatch.setenv("BIAS_AMP_PAPER", str(tmp_path / "no-paper"))
     nb = nbformat.read(ROOT / "notebooks" / "analysis.ipynb", as_version=4)
-    nbclient.NotebookClient(nb, kernel_name="python3", timeout=300,
+    nbclient.NotebookClient(nb, kernel_name=jupyter_kernel, timeout=300,
                             resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]

@@ -2,12 +2,11 @@ import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
+from conftest import SENTENCES
 from omegaconf import OmegaConf
 
 from bias_amp import tracking
 from bias_amp.train import batch_order, collate, encode, finetune
-
-from conftest import SENTENCES
 
 CFG = dict(max_length=32, unit="truncate", epochs=2, batch_size=4, lr=1e-3, weight_decay=0.01, scheduler="linear",
            warmup_steps=0, grad_accum=1, max_grad_norm=1.0, group_by_length=True, mixed_precision="no", compile=False)
