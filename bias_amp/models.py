@@ -107,6 +107,10 @@ def load_lm(cfg: DictConfig, *, corpus: Iterable[str] | None = None, seed: int =
         path = resolve_path(cfg.path)
         tok = AutoTokenizer.from_pretrained(path, gguf_file=cfg.gguf_file)
         model = AutoModelForCausalLM.from_pretrained(path, gguf_file=cfg.gguf_file, dtype=dtype)
+        # The GGUF tensors are de-quantized on load: what we hold (and fine-tune, and save) is a plain model.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
     else:
         tok = AutoTokenizer.from_pretrained(cfg.path, trust_remote_code=trust)
         model = AutoModelForCausalLM.from_pretrained(cfg.path, dtype=dtype, use_safetensors=True,

