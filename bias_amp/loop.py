@@ -124,7 +124,10 @@ def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
             save_and_prune(cfg, out, g, model, tok)
         io.write_text(vdir / "DONE", "")
         write_metrics(out)
-        tracking.log_metrics(acc, {k: x for k, x in row.items() if isinstance(x, (int, float))}, step=g)
+        numbers = {k: x for k, x in row.items() if isinstance(x, (int, float)) and k != "generation"}
+        # W&B steps start at 0 and only grow: the baseline goes to step 0 under its own keys.
+        tracking.log_metrics(acc, {f"baseline/{k}": x for k, x in numbers.items()} if g < 0 else numbers,
+                             step=max(g, 0))
     acc.wait_for_everyone()
 
 

@@ -96,3 +96,29 @@ def test_resume_with_different_settings_is_refused(tmp_path):
     # more generations extend the finished run
     metrics = run_setup(cfg_for("generations=2", "baseline=false", "probe.enabled=false"), tmp_path)
     assert metrics.version.tolist() == ["gen_00", "gen_01"]
+
+
+def test_tracker_gets_one_step_per_generation_grouped_by_setup(tmp_path, monkeypatch):
+    from bias_amp import tracking
+
+    started, logged = [], []
+    monkeypatch.setattr(tracking, "start_tracking", lambda acc, cfg, **kw: started.append(kw))
+    monkeypatch.setattr(tracking, "log_metrics", lambda acc, metrics, step: logged.append((step, metrics)))
+    run_setup(cfg_for("setup=greedy-preserve", "generations=2", "probe.enabled=false"), tmp_path)
+    assert started[0]["group"] == "greedy-preserve" and started[0]["run_dir"] == tmp_path
+    assert [step for step, _ in logged] == [0, 0, 1]
+    assert {"baseline/share_right", "baseline/quality_mean"} <= set(logged[0][1])
+    for _, metrics in logged[1:]:
+        assert {"share_right", "quality_mean", "perplexity_mean", "train_loss", "train_tokens_per_s"} <= set(metrics)
+
+
+def test_each_job_gets_its_own_offline_wandb_run(tmp_path, monkeypatch):
+    """Two setups one after another in one process (Hydra's basic launcher): two separate W&B runs."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    for setup in ("greedy", "greedy-preserve"):
+        run_setup(cfg_for(f"setup={setup}", "logger=wandb", "generations=1", "baseline=false", "probe.enabled=false"),
+                  tmp_path / setup)
+    runs = [list((tmp_path / s / "wandb").glob("offline-run-*/run-*.wandb")) for s in ("greedy", "greedy-preserve")]
+    assert [len(r) for r in runs] == [1, 1] and runs[0][0].name != runs[1][0].name
+    assert all(r[0].stat().st_size > 0 for r in runs)
