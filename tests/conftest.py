@@ -65,6 +65,10 @@ def tiny_model(tiny_tokenizer):
     return tiny_lm(tiny_tokenizer, n_layer=2, n_embd=64, n_head=2, n_positions=256, seed=0).eval()
 
 
+SMOKE_SWEEP = ["experiment=smoke", "logger=none", "generations=4", "data.per_label=3", "train.max_length=96",
+               "synthesis.new_tokens=16", "probe.max_prompts=16"]
+
+
 @pytest.fixture(scope="session")
 def smoke_sweep(tmp_path_factory) -> Path:
     """A real (small) smoke sweep: two setups, baseline + 4 generations, run by the CLI once per session."""
@@ -72,9 +76,8 @@ def smoke_sweep(tmp_path_factory) -> Path:
     import sys
 
     sweep = tmp_path_factory.mktemp("smoke") / "sweep"
-    cmd = [sys.executable, "-m", "bias_amp.run", "--multirun", "setup=greedy,greedy-preserve", "experiment=smoke",
-           "logger=none", "generations=4", "data.per_label=3", "train.max_length=96", "synthesis.new_tokens=16",
-           "probe.max_prompts=16", f"hydra.sweep.dir={sweep}"]
+    cmd = [sys.executable, "-m", "bias_amp.run", "--multirun", "setup=greedy,greedy-preserve", *SMOKE_SWEEP,
+           f"hydra.sweep.dir={sweep}"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return sweep

@@ -1,6 +1,7 @@
 """analyze, report and the notebook on a real smoke sweep made by the loop runner."""
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -23,6 +24,23 @@ def test_sweep_has_every_version_with_all_metric_columns(smoke_sweep):
     cols = [c for c in report.TABLE_COLUMNS if c not in ("setup", "version")]
     assert metrics[cols].notna().all().all()
     assert np.allclose(metrics[["share_left", "share_center", "share_right"]].sum(axis=1), 1.0)
+
+
+def test_jobs_sharing_a_process_do_not_leak_state(smoke_sweep, tmp_path):
+    """greedy-preserve ran second in the sweep's one process; run alone it gives the same results."""
+    import subprocess
+
+    from conftest import ROOT, SMOKE_SWEEP
+
+    alone = tmp_path / "greedy-preserve"
+    proc = subprocess.run([sys.executable, "-m", "bias_amp.run", "setup=greedy-preserve", *SMOKE_SWEEP,
+                           f"hydra.run.dir={alone}"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    volatile = ["train_tokens_per_s", "synth_tokens_per_s"]
+    pd.testing.assert_frame_equal(pd.read_csv(alone / "metrics.csv").drop(columns=volatile),
+                                  pd.read_csv(smoke_sweep / "greedy-preserve" / "metrics.csv").drop(columns=volatile))
+    for v in ("baseline", "gen_03"):
+        assert (alone / v / "articles.jsonl").read_text() == (smoke_sweep / "greedy-preserve" / v / "articles.jsonl").read_text()
 
 
 def test_report_tables_equal_the_run_metrics(smoke_sweep, tmp_path):
