@@ -61,3 +61,20 @@ def test_smollm2_gguf_loads_generates_and_saves_as_safetensors(tmp_path):
     save_checkpoint(model, tok, tmp_path / "ck")
     again, _ = load_checkpoint(tmp_path / "ck")
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True))
+
+
+def test_pickle_checkpoints_are_refused(tmp_path, tiny_model, tiny_tokenizer):
+    """Safetensors only: a directory holding only a pickled pytorch_model.bin does not load."""
+    import torch
+
+    tiny_model.config.save_pretrained(tmp_path / "ck")
+    tiny_tokenizer.save_pretrained(tmp_path / "ck")
+    torch.save(tiny_model.state_dict(), tmp_path / "ck" / "pytorch_model.bin")
+    with pytest.raises(OSError, match="safetensors"):
+        load_checkpoint(tmp_path / "ck")
+
+
+def test_no_shipped_config_trusts_remote_code():
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    for path in conf.rglob("*.yaml"):
+        assert "trust_remote_code: true" not in path.read_text().lower(), path
