@@ -29,6 +29,7 @@ test: install
 
 demo: install
 	$(BIN)/python -m bias_amp.run -m 'setup=glob(*)' experiment=smoke hydra.sweep.dir=$(SWEEP)
+	$(BIN)/python -m bias_amp.analyze $(SWEEP)
 	$(BIN)/python -m bias_amp.report $(SWEEP)
 
 lint: install
