@@ -122,3 +122,22 @@ def test_each_job_gets_its_own_offline_wandb_run(tmp_path, monkeypatch):
     runs = [list((tmp_path / s / "wandb").glob("offline-run-*/run-*.wandb")) for s in ("greedy", "greedy-preserve")]
     assert [len(r) for r in runs] == [1, 1] and runs[0][0].name != runs[1][0].name
     assert all(r[0].stat().st_size > 0 for r in runs)
+
+
+def test_previous_prompts_and_checkpoint_policies(tmp_path):
+    import math
+
+    cfg = cfg_for("generations=2", "baseline=false", "probe.enabled=false", "prompt_source=previous",
+                  "keep_checkpoints=all")
+    run_setup(cfg, tmp_path / "prev")
+    from bias_amp.models import load_checkpoint
+
+    _, tok = load_checkpoint(tmp_path / "prev" / "checkpoints" / "gen_01")
+    gen0 = {a["id"]: a for a in io.read_jsonl(tmp_path / "prev" / "gen_00" / "articles.jsonl")}
+    for art in io.read_jsonl(tmp_path / "prev" / "gen_01" / "articles.jsonl"):
+        n_tokens = len(tok(gen0[art["id"]]["text"], add_special_tokens=False).input_ids)
+        assert len(art["continuations"]) == math.ceil(n_tokens / 64)    # body blocks of the last set, no title
+    assert sorted(p.name for p in (tmp_path / "prev" / "checkpoints").iterdir()) == ["gen_00", "gen_01"]
+    run_setup(cfg_for("generations=1", "baseline=false", "probe.enabled=false", "keep_checkpoints=none"),
+              tmp_path / "none")
+    assert not (tmp_path / "none" / "checkpoints").exists()
