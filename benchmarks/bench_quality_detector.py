@@ -28,11 +28,12 @@ def main() -> None:
     ap.add_argument("--out", default="outputs/classifier/quality-bench")
     ap.add_argument("--max-examples", type=int, default=2400)
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=5e-5)
     ap.add_argument("--articles", type=int, default=60, help="held-out articles for the shuffle check")
     a = ap.parse_args()
     cmd = [sys.executable, "-m", "bias_amp.classifier", "task=quality", "data=allsides", f"split.train={a.data}",
            f"backbones=[{a.backbone}]", "train.max_length=48", f"train.max_examples={a.max_examples}",
-           "train.max_eval_examples=400", f"train.epochs={a.epochs}", "train.lr=5e-5", "train.batch_size=32",
+           "train.max_eval_examples=400", f"train.epochs={a.epochs}", f"train.lr={a.lr}", "train.batch_size=32",
            "name=quality-bench", f"out_dir={a.out}"]
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from bias_amp.errors import ConfigError, check, check_range
+from bias_amp.errors import check, check_range
 from bias_amp.hac import ols_hac, within_diff
 from bias_amp.io import atomic_path, read_json, write_csv, write_json, write_text
 from bias_amp.probes import KEYS, load_probe
@@ -220,10 +219,10 @@ def main(argv: list[str] | None = None) -> dict[str, Path]:
     parser.add_argument("overrides", nargs="*", help="key=value overrides of conf/analyze.yaml")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+    from bias_amp.cli import one_line_errors
+
+    with one_line_errors():
         paths = analyze(args.sweep, load_config(args.overrides))
-    except ConfigError as e:
-        sys.exit(f"bias_amp.analyze: {e}")
     summary = read_json(paths["summary"])
     print(f"significant neurons (p < {summary['threshold']:.3g}): {summary['significant']}")
     print(f"wrote {len(paths)} files to {paths['neurons'].parent}")

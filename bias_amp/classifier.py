@@ -366,8 +366,11 @@ def train_cached(cfg: DictConfig, cache_dir: str | Path, name: str) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="classifier")
 def main(cfg: DictConfig) -> None:
-    validate(cfg)
-    table = run(cfg, cfg.out_dir)
+    from bias_amp.cli import one_line_errors
+
+    with one_line_errors():
+        validate(cfg)
+        table = run(cfg, cfg.out_dir)
     print(table.to_string(index=False))
     print(f"best model: {Path(cfg.out_dir, 'model').resolve()}")
 
