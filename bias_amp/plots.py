@@ -161,24 +161,22 @@ def fig_leaning_shares(metrics):
     return fig
 
 
-def fig_quality(metrics):
-    """Fig. 5 / 7: mean quality index with its 95% CI band."""
+def _mean_ci_figure(metrics, metric: str, ylabel: str, title: str):
     with style():
         fig, axes = new_figure(8, 4)
-        ax = axes[0, 0]
-        _lines(ax, metrics, "quality_mean", ci=("quality_ci_low", "quality_ci_high"))
-        ax.set(ylabel="quality index (mean, 95% CI)", title="Generation quality across generations")
+        _lines(axes[0, 0], metrics, f"{metric}_mean", ci=(f"{metric}_ci_low", f"{metric}_ci_high"))
+        axes[0, 0].set(ylabel=ylabel, title=title)
     return fig
+
+
+def fig_quality(metrics):
+    """Fig. 5 / 7: mean quality index with its 95% CI band."""
+    return _mean_ci_figure(metrics, "quality", "quality index (mean, 95% CI)", "Generation quality across generations")
 
 
 def fig_perplexity(metrics):
     """Fig. 11: mean perplexity with its 95% CI band."""
-    with style():
-        fig, axes = new_figure(8, 4)
-        ax = axes[0, 0]
-        _lines(ax, metrics, "perplexity_mean", ci=("perplexity_ci_low", "perplexity_ci_high"))
-        ax.set(ylabel="perplexity (mean, 95% CI)", title="Perplexity of the synthetic articles")
-    return fig
+    return _mean_ci_figure(metrics, "perplexity", "perplexity (mean, 95% CI)", "Perplexity of the synthetic articles")
 
 
 def fig_quality_distribution(scores):

@@ -10,7 +10,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from bias_amp.errors import ConfigError, check, check_range
-from bias_amp.metrics.seqcls import check_source, id2label, load_classifier, predict_proba
+from bias_amp.metrics.seqcls import ClassifierMetric, check_source
 from bias_amp.metrics.stats import LEANINGS
 from bias_amp.models import resolve_path
 
@@ -58,24 +58,12 @@ def argmax_leaning(probs: np.ndarray) -> list[str]:
     return [LEANINGS[i] for i in probs.argmax(1)] if len(probs) else []
 
 
-class LeaningClassifier:
-    """Loads lazily; `model_path` overrides cfg.model (a smoke classifier trained on first use)."""
+class LeaningClassifier(ClassifierMetric):
+    validate = staticmethod(validate)
 
-    def __init__(self, cfg: DictConfig, *, device="cpu"):
-        validate(cfg)
-        self.cfg, self.device, self.model, self.tok, self.columns = cfg, device, None, None, None
-
-    def load(self, model_path: str | None = None):
-        self.model, self.tok = load_classifier(model_path or self.cfg.model, device=self.device,
-                                               trust_remote_code=bool(self.cfg.get("trust_remote_code", False)))
-        self.columns = leaning_columns(id2label(self.model), self.cfg.labels)
-        return self
+    def from_labels(self, names: list[str]) -> list[int]:
+        return leaning_columns(names, self.cfg.labels)
 
     def predict(self, texts: list[str]) -> np.ndarray:
         """[n, 3] probabilities in (left, center, right) order."""
-        probs = predict_proba(self.model, self.tok, texts, max_length=self.cfg.max_length,
-                              batch_size=self.cfg.batch_size, desc="leaning")
-        return probs[:, self.columns]
-
-    def close(self):
-        self.model = self.tok = None
+        return self.probabilities(texts, "leaning")[:, self.mapping]

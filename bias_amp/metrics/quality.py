@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bias_amp.errors import ConfigError, check, check_range
 from bias_amp.metrics.sentences import split_sentences
-from bias_amp.metrics.seqcls import check_source, id2label, load_classifier, predict_proba
+from bias_amp.metrics.seqcls import ClassifierMetric, check_source
 
 SCORINGS = ("label", "expected")
 
@@ -50,16 +50,11 @@ def article_index(sentence_values: np.ndarray, owners: list[int], n_articles: in
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-class QualityDetector:
-    def __init__(self, cfg: DictConfig, *, device="cpu"):
-        validate(cfg)
-        self.cfg, self.device, self.model, self.tok, self.scores = cfg, device, None, None, None
+class QualityDetector(ClassifierMetric):
+    validate = staticmethod(validate)
 
-    def load(self, model_path: str | None = None):
-        self.model, self.tok = load_classifier(model_path or self.cfg.model, device=self.device,
-                                               trust_remote_code=bool(self.cfg.get("trust_remote_code", False)))
-        self.scores = score_vector(id2label(self.model), self.cfg.labels)
-        return self
+    def from_labels(self, names: list[str]) -> np.ndarray:
+        return score_vector(names, self.cfg.labels)
 
     def index(self, texts: list[str]) -> np.ndarray:
         """Quality index per text."""
@@ -70,9 +65,5 @@ class QualityDetector:
                 owners.append(i)
         if not sents:
             return np.full(len(texts), np.nan)
-        probs = predict_proba(self.model, self.tok, sents, max_length=self.cfg.max_length,
-                              batch_size=self.cfg.batch_size, desc="quality")
-        return article_index(sentence_scores(probs, self.scores, self.cfg.scoring), owners, len(texts))
-
-    def close(self):
-        self.model = self.tok = None
+        probs = self.probabilities(sents, "quality")
+        return article_index(sentence_scores(probs, self.mapping, self.cfg.scoring), owners, len(texts))

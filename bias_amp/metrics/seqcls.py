@@ -59,3 +59,33 @@ def predict_proba(model, tok, texts: list[str], *, max_length: int, batch_size: 
         logits = model(**enc).logits.float()
         out[idx] = torch.softmax(logits, -1).cpu().numpy()
     return out
+
+
+class ClassifierMetric:
+    """A sequence classifier behind a metric config (`model`, `labels`, `max_length`, `batch_size`,
+    `trust_remote_code`), loaded lazily; `model_path` overrides cfg.model (e.g. a cached smoke model).
+    Subclasses map the model's label names in `from_labels` and validate their config in `validate`."""
+
+    @staticmethod
+    def validate(cfg) -> None:
+        """Check the metric's config without loading the model (subclasses)."""
+
+    def __init__(self, cfg, *, device="cpu"):
+        self.validate(cfg)
+        self.cfg, self.device, self.model, self.tok, self.mapping = cfg, device, None, None, None
+
+    def from_labels(self, names: list[str]):
+        raise NotImplementedError
+
+    def load(self, model_path: str | None = None):
+        self.model, self.tok = load_classifier(model_path or self.cfg.model, device=self.device,
+                                               trust_remote_code=bool(self.cfg.get("trust_remote_code", False)))
+        self.mapping = self.from_labels(id2label(self.model))
+        return self
+
+    def probabilities(self, texts: list[str], desc: str) -> np.ndarray:
+        return predict_proba(self.model, self.tok, texts, max_length=self.cfg.max_length,
+                             batch_size=self.cfg.batch_size, desc=desc)
+
+    def close(self):
+        self.model = self.tok = None
