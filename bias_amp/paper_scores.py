@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bias_amp.errors import check
-from bias_amp.metrics.stats import LEANINGS, mean_ci, shares
+from bias_amp.metrics.stats import LEANINGS
 
 # file prefix -> setup name (mitigation names as in conf/mitigation)
 SETUPS = {
@@ -105,16 +105,13 @@ def load_articles(paper_dir) -> pd.DataFrame:
 def summarize(scores: pd.DataFrame) -> pd.DataFrame:
     """Per-article scores (setup, generation, leaning, quality, perplexity) -> one metrics.csv row per
     setup x generation: leaning shares over scored articles, mean and 95% CI of quality and perplexity."""
+    from bias_amp.metrics.scorer import summarize as summarize_version
+
     rows = []
     for (setup, gen), g in scores.groupby(["setup", "generation"], sort=False):  # keeps the frame's order
-        leanings = g["leaning"].dropna()
-        sh = shares(leanings.tolist())
-        row = {"setup": setup, "version": version_name(int(gen)), "generation": int(gen),
-               "n_articles": int(len(leanings)), **{f"share_{k}": v for k, v in sh.items()}}
-        for m in ("quality", "perplexity"):
-            vals = g[m] if m in g else pd.Series(dtype=float)
-            row[f"{m}_mean"], row[f"{m}_ci_low"], row[f"{m}_ci_high"] = mean_ci(vals.to_numpy(float))
-        rows.append(row)
+        g = g.reindex(columns=[*g.columns, *(c for c in ("quality", "perplexity") if c not in g)])
+        rows.append({"setup": setup, "version": version_name(int(gen)), "generation": int(gen),
+                     **summarize_version(g), "n_articles": int(g["leaning"].notna().sum())})
     return pd.DataFrame(rows).reindex(columns=METRIC_COLUMNS)
 
 
