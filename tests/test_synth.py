@@ -108,6 +108,26 @@ def test_batched_greedy_equals_naive_per_block(tiny_model, tiny_tokenizer):
     assert got == [naive(tiny_model, b, 24, eos) for b in blocks]
 
 
+def test_sdpa_reads_only_written_cache_positions(tiny_model, tiny_tokenizer, monkeypatch):
+    from bias_amp.synth import decode
+
+    seen, sliced = [], decode._sliced_sdpa
+
+    def spy(module, query, key, value, attention_mask, **kwargs):
+        seen.append((query.shape[2], attention_mask.shape[-1], key.shape[2]))
+        return sliced(module, query, key, value, attention_mask, **kwargs)
+
+    monkeypatch.setattr(decode, "_sliced_sdpa", spy)
+    eos = tiny_tokenizer.eos_token_id
+    blocks = [b for a in articles(2) for b in split_blocks(tiny_tokenizer, a["title"], a["body"], 12)][:4]
+    got = generate_blocks(tiny_model, blocks, GREEDY, new_tokens=10, batch_size=4, pad_id=eos)
+    assert got == [naive(tiny_model, b, 10, eos) for b in blocks]
+    width, layers = max(map(len, blocks)), tiny_model.config.n_layer
+    assert [(q, n) for q, n, _ in seen[::layers]] == [(width, width)] + [(1, width + t + 1) for t in range(9)]
+    assert {k for *_, k in seen} == {width + 10}  # the static cache itself keeps its full length
+    assert tiny_model.config._attn_implementation == "sdpa"  # restored after decoding
+
+
 def test_eos_stops_a_row_and_matches_naive(tiny_model, tiny_tokenizer):
     eos = tiny_tokenizer.eos_token_id
     model = eos_model(tiny_model, eos, 0.5)  # EOS wins at some steps of some rows only

@@ -1,5 +1,6 @@
 """The fast block-continuation loop: one left-padded batch of prompts, a preallocated KV cache, the causal+padding
-mask built once and sliced per step, last-position logits only, finished rows dropped from the batch.
+mask built once and sliced per step, attention over the written cache positions only (SDPA), last-position logits
+only, finished rows dropped from the batch.
 Greedy picks the argmax like HF; sampling applies HF's temperature -> top-k -> top-p warpers (same distribution)."""
 
 from __future__ import annotations
@@ -55,6 +56,37 @@ def exact_fast_ops(model):
     finally:
         for m in swapped:
             del m.forward
+
+
+SLICED_SDPA = "bias_amp_sliced_sdpa"
+
+
+def _sliced_sdpa(module, query, key, value, attention_mask, **kwargs):
+    """HF's SDPA over the first `attention_mask.shape[-1]` cache positions: the loop cuts its masks at the current
+    length, so the unwritten tail of the static cache is not read at all (it was masked out anyway)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    n = attention_mask.shape[-1]
+    return sdpa_attention_forward(module, query, key[:, :, :n], value[:, :, :n], attention_mask, **kwargs)
+
+
+@contextlib.contextmanager
+def sliced_attention(model):
+    """Run an SDPA model with `_sliced_sdpa` (yields True), anything else unchanged (yields False)."""
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    config = model.config
+    if config._attn_implementation != "sdpa":
+        yield False
+        return
+    AttentionInterface.register(SLICED_SDPA, _sliced_sdpa)
+    AttentionMaskInterface.register(SLICED_SDPA, sdpa_mask)
+    config._attn_implementation = SLICED_SDPA
+    try:
+        yield True
+    finally:
+        config._attn_implementation = "sdpa"
 
 
 def _full_mask(model, mask2d: torch.Tensor):
@@ -151,29 +183,31 @@ def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan
     last = {n: {"logits_to_keep": torch.tensor([n - 1], device=device)} if keep_logits else {} for n in (width, 1)}
 
     def step(inputs, start, stop):
-        mask = full[:, :, start:stop] if full is not None else mask2d[:, :stop]
+        mask = (full[:, :, start:stop, :stop] if sliced else full[:, :, start:stop]) if full is not None \
+            else mask2d[:, :stop]
         out = model(input_ids=inputs, attention_mask=mask, position_ids=positions[:, start:stop],
                     use_cache=True, **{cache_key: cache}, **last[stop - start])
         return out.logits[:, -1, :].float()
 
-    out = torch.full((batch, new_tokens), plan.pad, dtype=torch.long, device=device)
-    rows = torch.arange(batch, device=device)  # original row of each row still in the batch
-    running = torch.ones(batch, dtype=torch.bool, device=device)  # no EOS yet
-    logits = step(ids, 0, width)
-    for t in range(new_tokens):
-        token = sampler(logits)
-        out[rows, t] = token
-        running &= ~torch.isin(token, eos)
-        n_running = int(running.sum()) if t < new_tokens - 1 else 0  # the step's one device sync
-        if n_running == 0:
-            break
-        if n_running <= _COMPACT_AT * len(rows):
-            keep = running.nonzero().squeeze(1)
-            rows, token, positions, mask2d = rows[keep], token[keep], positions[keep], mask2d[keep]
-            running = running[keep]
-            full = full[keep] if full is not None else None
-            _compact(cache, keep)
-        logits = step(token[:, None], width + t, width + t + 1)
+    with sliced_attention(model) as sliced:
+        out = torch.full((batch, new_tokens), plan.pad, dtype=torch.long, device=device)
+        rows = torch.arange(batch, device=device)  # original row of each row still in the batch
+        running = torch.ones(batch, dtype=torch.bool, device=device)  # no EOS yet
+        logits = step(ids, 0, width)
+        for t in range(new_tokens):
+            token = sampler(logits)
+            out[rows, t] = token
+            running &= ~torch.isin(token, eos)
+            n_running = int(running.sum()) if t < new_tokens - 1 else 0  # the step's one device sync
+            if n_running == 0:
+                break
+            if n_running <= _COMPACT_AT * len(rows):
+                keep = running.nonzero().squeeze(1)
+                rows, token, positions, mask2d = rows[keep], token[keep], positions[keep], mask2d[keep]
+                running = running[keep]
+                full = full[keep] if full is not None else None
+                _compact(cache, keep)
+            logits = step(token[:, None], width + t, width + t + 1)
     return [_until_eos(row, plan.eos) for row in out.tolist()]
 
 
