@@ -1,8 +1,10 @@
 """Quality index: sentence splitting, the corruptions defining the offline detector's classes, sentence
 scoring (label / expected), article means, config and label-map validation."""
 
+import os
 import random
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -76,3 +78,54 @@ def test_validation_messages():
     with pytest.raises(ConfigError) as e:
         score_vector(["LABEL_0", "LABEL_1"], SCORES)
     assert str(e.value).startswith("quality.labels: expected keys matching the model's labels ['LABEL_0', 'LABEL_1']")
+
+
+def _detector(model_dir, max_length=48):
+    from bias_amp.metrics.quality import QualityDetector
+
+    cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/quality/paper.yaml")
+    cfg.model, cfg.max_length = str(model_dir), max_length
+    return QualityDetector(cfg).load()
+
+
+def test_task_accuracy_and_shuffle_check_follow_the_model(tmp_path):
+    from bias_amp.classifier import save_model, tiny_backbone
+    from bias_amp.metrics.seqcls import id2label, predict_proba
+
+    texts = ["The senate passed the budget bill on Tuesday after a long debate. Critics said the plan favours "
+             "the wealthy over working families.", "Supporters argued it would restore order. The vote was close."]
+    classes = list(reversed(QUALITY_CLASSES))  # logit order differs from QUALITY_CLASSES: names must be used
+    model, tok = tiny_backbone(texts * 5, classes, vocab_size=300, hidden=16, layers=1, max_length=48)
+    det = _detector(save_model(model, tok, tmp_path / "det"))
+    examples = quality_examples(texts, seed=3, all_classes=True)
+    probs = predict_proba(det.model, det.tok, [t for t, _ in examples], max_length=48)
+    names = id2label(det.model)
+    assert det.task_accuracy(texts, seed=3) == np.mean([names[i] == c for i, (_, c) in
+                                                         zip(probs.argmax(1), examples, strict=True)])
+    check = det.shuffle_check(texts, seed=5)
+    rng, shuffled = random.Random(5), []
+    for t in texts:
+        words = t.split()
+        rng.shuffle(words)
+        shuffled.append(" ".join(words))
+    real, mixed = det.index(texts), det.index(shuffled)
+    assert check["share_real_above_shuffled"] == np.mean(real > mixed)
+    assert check["mean_index_shuffled"] == pytest.approx(mixed.mean()) and check["articles"] == 2
+
+
+QUALITY_MODEL = Path(os.environ.get("BIAS_AMP_QUALITY_MODEL", Path(__file__).resolve().parents[1] /
+                                    "outputs/classifier/quality-bench/model"))
+
+
+@pytest.mark.skipif(not (QUALITY_MODEL / "config.json").is_file(),
+                    reason="no trained offline detector (benchmarks/bench_quality_detector.py, or BIAS_AMP_QUALITY_MODEL)")
+def test_trained_detector_meets_its_targets_on_unseen_outlets(shared_dir):
+    """Acceptance of the offline gibberish detector on articles of outlets it never saw (valid split)."""
+    from bias_amp import io
+
+    rows = io.read_jsonl(shared_dir / "data/allsides/valid.jsonl.gz")
+    random.Random(1).shuffle(rows)
+    texts = [" ".join(split_sentences(r["title"] + "\n" + r["text"])[:10]) for r in rows[-60:]]
+    det = _detector(QUALITY_MODEL)
+    assert det.task_accuracy(texts, max_sentences=150) >= 0.90
+    assert det.shuffle_check(texts)["share_real_above_shuffled"] >= 0.95

@@ -5,12 +5,14 @@ gets NaN (dropped from the generation's mean and CI). `scoring: label` scores a 
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from bias_amp.errors import ConfigError, check, check_range
 from bias_amp.metrics.sentences import split_sentences
-from bias_amp.metrics.seqcls import ClassifierMetric, check_source
+from bias_amp.metrics.seqcls import ClassifierMetric, check_source, id2label
 
 SCORINGS = ("label", "expected")
 
@@ -67,3 +69,26 @@ class QualityDetector(ClassifierMetric):
             return np.full(len(texts), np.nan)
         probs = self.probabilities(sents, "quality")
         return article_index(sentence_scores(probs, self.mapping, self.cfg.scoring), owners, len(texts))
+
+    def task_accuracy(self, texts: list[str], *, seed: int = 0, max_sentences: int | None = None) -> float:
+        """Accuracy on the offline detector's own task: the sentences of `texts`, each in all four classes
+        (metrics.corrupt), classified by argmax."""
+        from bias_amp.metrics.corrupt import quality_examples
+
+        examples = quality_examples(texts, seed=seed, max_sentences=max_sentences, all_classes=True)
+        names = id2label(self.model)
+        pred = self.probabilities([t for t, _ in examples], "quality task").argmax(1)
+        return float(np.mean([names[p] == c for p, (_, c) in zip(pred, examples, strict=True)]))
+
+    def shuffle_check(self, texts: list[str], *, seed: int = 1) -> dict:
+        """Each text against itself with all its words shuffled: the share of texts whose index is higher
+        (ties count as not higher) and both mean indices."""
+        rng = random.Random(seed)
+        shuffled = []
+        for text in texts:
+            words = text.split()
+            rng.shuffle(words)
+            shuffled.append(" ".join(words))
+        real, mixed = self.index(texts), self.index(shuffled)
+        return {"share_real_above_shuffled": float(np.mean(real > mixed)), "mean_index_real": float(np.mean(real)),
+                "mean_index_shuffled": float(np.mean(mixed)), "articles": len(texts)}
