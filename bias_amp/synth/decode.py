@@ -66,7 +66,7 @@ def _sliced_sdpa(module, query, key, value, attention_mask, **kwargs):
     length, so the unwritten tail of the static cache is not read at all (it was masked out anyway)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    n = attention_mask.shape[-1]
+    n = key.shape[2] if attention_mask is None else attention_mask.shape[-1]
     return sdpa_attention_forward(module, query, key[:, :, :n], value[:, :, :n], attention_mask, **kwargs)
 
 
@@ -183,8 +183,10 @@ def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan
     last = {n: {"logits_to_keep": torch.tensor([n - 1], device=device)} if keep_logits else {} for n in (width, 1)}
 
     def step(inputs, start, stop):
-        mask = (full[:, :, start:stop, :stop] if sliced else full[:, :, start:stop]) if full is not None \
-            else mask2d[:, :stop]
+        if full is None:
+            mask = mask2d[:, :stop]
+        else:  # rows of the new positions; columns up to the current length when attention is sliced
+            mask = full[:, :, start:stop, :stop] if sliced else full[:, :, start:stop]
         out = model(input_ids=inputs, attention_mask=mask, position_ids=positions[:, start:stop],
                     use_cache=True, **{cache_key: cache}, **last[stop - start])
         return out.logits[:, -1, :].float()
