@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -27,16 +26,6 @@ def detector_config(model_dir, max_length: int = 48):
     cfg = OmegaConf.load(ROOT / "conf/quality/paper.yaml")
     cfg.model, cfg.max_length = str(model_dir), max_length
     return cfg
-
-
-def check_texts(path, n: int, max_sentences: int = 10) -> list[str]:
-    """n articles of `path` (seeded draw), each cut to its first `max_sentences` sentences."""
-    from bias_amp import io
-    from bias_amp.metrics.sentences import split_sentences
-
-    rows = io.read_jsonl(path)
-    random.Random(1).shuffle(rows)
-    return [" ".join(split_sentences(r["title"] + "\n" + r["text"])[:max_sentences]) for r in rows[-n:]]
 
 
 def main() -> None:
@@ -65,12 +54,11 @@ def main() -> None:
     acc = float(table.test_accuracy.max())
 
     from bias_amp import io
-    from bias_amp.metrics.quality import QualityDetector
+    from bias_amp.metrics.quality import QualityDetector, offline_checks
 
     det = QualityDetector(detector_config(ROOT / a.out / "model")).load()
-    texts = check_texts(a.check_data, a.articles)
-    res = {"held_out_sentence_accuracy": acc, "unseen_outlets_sentence_accuracy": det.task_accuracy(texts),
-           **det.shuffle_check(texts),
+    res = {"held_out_sentence_accuracy": acc,
+           **offline_checks(det, io.read_jsonl(a.check_data), articles=a.articles),
            "command": "checks only, detector trained earlier" if a.checks_only else " ".join(cmd)}
     io.write_json(ROOT / a.out / "bench.json", res)
     print(json.dumps(res, indent=2))

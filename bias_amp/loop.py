@@ -92,7 +92,8 @@ def synthesize(cfg, g, model, tok, prompts, acc) -> tuple[list[dict], float]:
     start = time.perf_counter()
     out = synth.synthesize(model, tok, [prompts[i] for i in mine], dict(cfg.decoding.kwargs),
                            block_tokens=cfg.synthesis.block_tokens, new_tokens=cfg.synthesis.new_tokens,
-                           max_blocks=cfg.synthesis.max_blocks, batch_size=cfg.synthesis.batch_size, seed=cfg.seed * 1000 + g + acc.process_index,
+                           max_blocks=cfg.synthesis.max_blocks, batch_size=cfg.synthesis.batch_size,
+                           seed=cfg.seed * 1000 + g + acc.process_index,
                            progress=acc.is_local_main_process, threads=cfg.synthesis.threads,
                            on_batch=lambda *_: faults.point(version_name(g), "synthesis"))
     seconds = time.perf_counter() - start

@@ -92,3 +92,15 @@ class QualityDetector(ClassifierMetric):
         real, mixed = self.index(texts), self.index(shuffled)
         return {"share_real_above_shuffled": float(np.mean(real > mixed)), "mean_index_real": float(np.mean(real)),
                 "mean_index_shuffled": float(np.mean(mixed)), "articles": len(texts)}
+
+
+def offline_checks(detector: QualityDetector, rows: list[dict], *, articles: int = 60, max_sentences: int = 10,
+                   task_sentences: int | None = None, seed: int = 1) -> dict:
+    """The offline detector's acceptance checks on `articles` articles drawn (seeded) from `rows`
+    ({title, text} dicts), each cut to its first `max_sentences` sentences: accuracy on its own four-class
+    task (at most `task_sentences` sentences) and the shuffled-words check."""
+    rows = list(rows)
+    random.Random(seed).shuffle(rows)
+    texts = [" ".join(split_sentences(r["title"] + "\n" + r["text"])[:max_sentences]) for r in rows[-articles:]]
+    return {"sentence_accuracy": detector.task_accuracy(texts, max_sentences=task_sentences),
+            **detector.shuffle_check(texts)}
