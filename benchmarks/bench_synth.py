@@ -158,7 +158,7 @@ def run(args):
                 gflops = matmul_gflops(device, dtype, args.matmul_n)
                 ref, t_naive = timed(device, naive, model, sub, kwargs, args.new_tokens, eos, device, r)
                 got, t_ours = timed(device, generate_blocks, model, blocks, kwargs, new_tokens=args.new_tokens,
-                                    batch_size=bs, seed=r, pad_id=eos)
+                                    batch_size=bs, seed=r, pad_id=eos, packed=args.packed)
                 naive_tps = sum(map(len, ref)) / t_naive
                 ours_tps = sum(map(len, got)) / t_ours
                 if args.batched and not beam:  # beam search already runs through batched HF generate
@@ -227,6 +227,8 @@ def main(argv=None):
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--no-batched", dest="batched", action="store_false",
                    help="skip the plain batched HF generate reference (greedy, nucleus)")
+    p.add_argument("--no-packed", dest="packed", action="store_false",
+                   help="ours without oneDNN packed weights (MKL's bits; synthesis.packed_weights=false)")
     p.add_argument("--beam-batch-size", type=int, default=8)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=2)

@@ -95,6 +95,7 @@ def synthesize(cfg, g, model, tok, prompts, acc) -> tuple[list[dict], float]:
                            max_blocks=cfg.synthesis.max_blocks, batch_size=cfg.synthesis.batch_size,
                            seed=cfg.seed * 1000 + g + acc.process_index,
                            progress=acc.is_local_main_process, threads=cfg.synthesis.threads,
+                           packed=cfg.synthesis.packed_weights,
                            on_batch=lambda *_: faults.point(version_name(g), "synthesis"))
     seconds = time.perf_counter() - start
     if acc.num_processes > 1:

@@ -27,6 +27,8 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("threads", "max_articles", "max_blocks"):       # optional caps
         if cfg.synthesis[key] is not None:
             check_range(cfg.synthesis[key], f"synthesis.{key}", 1, integer=True)
+    check(isinstance(cfg.synthesis.packed_weights, bool), "synthesis.packed_weights", "true or false",
+          cfg.synthesis.packed_weights)
     train.validate(cfg.train)
     mitigation.validate(cfg.mitigation, list(cfg.train.keys()))
     train.validate(OmegaConf.merge(cfg.train, cfg.mitigation.train), key="mitigation.train")

@@ -83,6 +83,7 @@ CASES = [
     ("zero epochs", lambda t: ["train.epochs=0"], r"train\.epochs: expected an integer in \[1, inf\]"),
     ("negative learning rate", lambda t: ["train.lr=-1"], r"train\.lr: expected a number in \(0, inf\]"),
     ("zero new tokens", lambda t: ["synthesis.new_tokens=0"], r"synthesis\.new_tokens: expected"),
+    ("packed weights not a bool", lambda t: ["synthesis.packed_weights=maybe"], r"synthesis\.packed_weights: expected true or false"),
     ("unknown init_from", lambda t: ["init_from=scratch"], r"init_from: expected one of \['previous', 'base'\]"),
     ("unknown model kind", lambda t: ["model.kind=onnx"], r"model\.kind: expected one of"),
     ("missing model path", lambda t: ["model=gpt2", "model.path=./models/missing"], r"model\.path: expected an existing model directory"),

@@ -109,7 +109,7 @@ def test_batched_greedy_equals_naive_per_block(tiny_model, tiny_tokenizer):
 
 
 def test_sdpa_reads_only_written_cache_positions(tiny_model, tiny_tokenizer, monkeypatch):
-    from bias_amp.synth import decode
+    from bias_amp.synth import kernels as decode
 
     seen, sliced = [], decode._sliced_sdpa
 
@@ -126,6 +126,48 @@ def test_sdpa_reads_only_written_cache_positions(tiny_model, tiny_tokenizer, mon
     assert [(q, n) for q, n, _ in seen[::layers]] == [(width, width)] + [(1, width + t + 1) for t in range(9)]
     assert {k for *_, k in seen} == {width + 10}  # the static cache itself keeps its full length
     assert tiny_model.config._attn_implementation == "sdpa"  # restored after decoding
+
+
+def test_prefill_runs_in_position_chunks_and_matches_naive(tiny_model, tiny_tokenizer, monkeypatch):
+    from bias_amp.synth import decode, kernels
+
+    seen, sliced = [], kernels._sliced_sdpa
+
+    def spy(module, query, key, value, attention_mask, **kwargs):
+        seen.append((query.shape[2], attention_mask.shape[-1]))
+        return sliced(module, query, key, value, attention_mask, **kwargs)
+
+    monkeypatch.setattr(kernels, "_sliced_sdpa", spy)
+    monkeypatch.setattr(decode, "_PREFILL_ROWS", 4 * 5)  # batch of 4 -> chunks of 5 positions
+    eos = tiny_tokenizer.eos_token_id
+    blocks = [b for a in articles(2) for b in split_blocks(tiny_tokenizer, a["title"], a["body"], 12)][:4]
+    width = max(map(len, blocks))
+    got = generate_blocks(tiny_model, blocks, GREEDY, new_tokens=6, batch_size=4, pad_id=eos)
+    assert got == [naive(tiny_model, b, 6, eos) for b in blocks]
+    ends = [*range(5, width, 5), width]
+    want = [(e - s, e) for s, e in zip([0, *ends[:-1]], ends, strict=True)] + [(1, width + t + 1) for t in range(5)]
+    assert seen[::tiny_model.config.n_layer] == want
+
+
+def test_packed_weights_take_small_inputs_only_and_are_undone(tiny_model, monkeypatch):
+    from bias_amp.synth import kernels
+
+    calls = []
+    pointwise = torch.ops.mkldnn._linear_pointwise
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", lambda x, *a: calls.append(x.shape) or pointwise(x, *a))
+    conv, head = tiny_model.transformer.h[0].mlp.c_fc, tiny_model.lm_head  # GPT-2 Conv1D, nn.Linear
+    small, big = torch.randn(3, 1, 64), torch.randn(kernels.PACKED_MAX_ROWS + 1, 64)
+    want = [conv(small), head(small), conv(big)]
+    with torch.inference_mode(), kernels.packed_weights(tiny_model, rows=3) as packed:
+        assert packed
+        got = [conv(small), head(small), conv(big)]
+    assert calls == [(3, 1, 64), (3, 1, 64)]  # the big input stayed on the dense path
+    torch.testing.assert_close(got[:2], want[:2], rtol=1e-5, atol=1e-6)
+    assert torch.equal(got[2], want[2])
+    assert not any("forward" in vars(m) for m in tiny_model.modules())
+    with kernels.packed_weights(tiny_model, rows=3, enabled=False) as packed:
+        assert not packed and "forward" not in vars(head)
+    assert kernels.packing_problem(tiny_model.to(torch.bfloat16)) == "dtype torch.bfloat16"
 
 
 def test_eos_stops_a_row_and_matches_naive(tiny_model, tiny_tokenizer):
@@ -256,7 +298,7 @@ def test_conf_decodings_validate():
 def test_fast_gelu_is_bitwise_hf_gelu_new_and_restored(tiny_model):
     from transformers.activations import NewGELUActivation
 
-    from bias_amp.synth.decode import exact_fast_ops
+    from bias_amp.synth.kernels import exact_fast_ops
 
     x = torch.randn(64, 256, generator=torch.Generator().manual_seed(0)) * 4
     act = tiny_model.transformer.h[0].mlp.act

@@ -14,7 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from bias_amp.errors import check, check_range
-from bias_amp.synth.decode import continue_blocks, exact_fast_ops
+from bias_amp.synth.decode import continue_blocks
+from bias_amp.synth.kernels import exact_fast_ops, packed_weights
 from bias_amp.synth.options import Plan, as_dict, plan, validate_decoding
 
 __all__ = ["split_blocks", "synthesize", "validate_decoding", "generate_blocks"]
@@ -41,10 +42,12 @@ def _field(article, key: str):
 
 def generate_blocks(model, prompts: list[list[int]], decoding: dict, *, new_tokens: int = 64, batch_size: int = 32,
                     seed: int = 0, pad_id: int | None = None, progress: bool = False,
-                    on_batch: Callable[[dict], None] | None = None, threads: int | None = None) -> list[list[int]]:
+                    on_batch: Callable[[dict], None] | None = None, threads: int | None = None,
+                    packed: bool = True) -> list[list[int]]:
     """New token ids continuing each prompt (EOS and after removed), in input order. Batches of `batch_size`
     prompts of similar length. `threads`: torch intra-op threads while decoding (None: leave as is; on a
-    shared CPU, 1 thread per process is often fastest)."""
+    shared CPU, 1 thread per process is often fastest). `packed`: CPU float32 decode steps through oneDNN with
+    packed weights (`kernels.packed_weights`: faster, rounding differs from MKL's)."""
     decoding = as_dict(decoding)
     validate_decoding(decoding)
     check_range(new_tokens, "synthesis.new_tokens", lo=1, integer=True)
@@ -63,23 +66,23 @@ def generate_blocks(model, prompts: list[list[int]], decoding: dict, *, new_toke
     start = time.perf_counter()
     bar = tqdm(total=len(prompts), desc="synthesis blocks", unit="block", disable=not progress)
     try:
-        for lo in range(0, len(order), batch_size):
-            idx = order[lo:lo + batch_size]
-            batch = [prompts[i] for i in idx]
-            if how.fast:
-                with exact_fast_ops(model):
+        rows = max(1, min(batch_size, len(prompts))) * int(decoding.get("num_beams") or 1)  # packing hint: rows per step
+        with exact_fast_ops(model), packed_weights(model, rows, packed and bool(prompts)):
+            for lo in range(0, len(order), batch_size):
+                idx = order[lo:lo + batch_size]
+                batch = [prompts[i] for i in idx]
+                if how.fast:
                     new = continue_blocks(model, batch, new_tokens, how, generator, reuse)
-            else:
-                with exact_fast_ops(model):
+                else:
                     new = _hf_generate(model, batch, new_tokens, how, decoding, seed + lo)
-            for i, tokens in zip(idx, new, strict=True):
-                results[i] = tokens
-            done, produced = done + len(idx), produced + sum(map(len, new))
-            bar.update(len(idx))
-            bar.set_postfix(tok_s=f"{produced / max(time.perf_counter() - start, 1e-9):.0f}")
-            if on_batch is not None:
-                on_batch({"blocks_done": done, "blocks_total": len(prompts), "new_tokens": produced,
-                          "seconds": time.perf_counter() - start})
+                for i, tokens in zip(idx, new, strict=True):
+                    results[i] = tokens
+                done, produced = done + len(idx), produced + sum(map(len, new))
+                bar.update(len(idx))
+                bar.set_postfix(tok_s=f"{produced / max(time.perf_counter() - start, 1e-9):.0f}")
+                if on_batch is not None:
+                    on_batch({"blocks_done": done, "blocks_total": len(prompts), "new_tokens": produced,
+                              "seconds": time.perf_counter() - start})
     finally:
         bar.close()
         model.train(was_training)
@@ -108,12 +111,13 @@ def _hf_generate(model, prompts, new_tokens: int, how: Plan, decoding: dict, see
 
 def synthesize(model, tokenizer, articles, decoding: dict, *, block_tokens: int = 64, new_tokens: int = 64,
                max_blocks: int | None = None, batch_size: int = 32, seed: int = 0, progress: bool = True,
-               on_batch: Callable[[dict], None] | None = None, threads: int | None = None) -> list[dict]:
+               on_batch: Callable[[dict], None] | None = None, threads: int | None = None,
+               packed: bool = True) -> list[dict]:
     """Synthetic articles, in input order: {"id", "label", "text", "continuations", "new_tokens"}.
 
     `decoding`: generate() kwargs (conf/decoding/*.yaml `kwargs`), validated before any model work.
     `on_batch(info)` runs after each batch; info = {blocks_done, blocks_total, new_tokens, seconds}.
-    `threads`: torch intra-op threads while decoding (None: unchanged).
+    `threads`: torch intra-op threads while decoding (None: unchanged). `packed`: see `generate_blocks`.
     Sampling is reproducible for the same seed and batch_size."""
     decoding = as_dict(decoding)
     validate_decoding(decoding)
@@ -125,7 +129,8 @@ def synthesize(model, tokenizer, articles, decoding: dict, *, block_tokens: int 
     blocks = [split_blocks(tokenizer, _field(a, "title"), _field(a, "body"), block_tokens, max_blocks) for a in articles]
     flat = [b for bs in blocks for b in bs]
     new = generate_blocks(model, flat, decoding, new_tokens=new_tokens, batch_size=batch_size, seed=seed,
-                          pad_id=tokenizer.pad_token_id, progress=progress, on_batch=on_batch, threads=threads)
+                          pad_id=tokenizer.pad_token_id, progress=progress, on_batch=on_batch, threads=threads,
+                          packed=packed)
     out, pos = [], 0
     for article, bs in zip(articles, blocks, strict=True):
         conts, pos = new[pos:pos + len(bs)], pos + len(bs)

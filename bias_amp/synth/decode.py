@@ -5,15 +5,15 @@ Greedy picks the argmax like HF; sampling applies HF's temperature -> top-k -> t
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import math
 
 import torch
 
+from bias_amp.synth.kernels import sliced_attention
 from bias_amp.synth.options import Plan
 
 _COMPACT_AT = 0.75  # drop finished rows once at most this share of the batch is still running
+_PREFILL_ROWS = 2048  # rows (batch x positions) per prefill chunk
 
 
 def fast_loop_problem(model) -> str:
@@ -34,59 +34,6 @@ def fast_loop_problem(model) -> str:
 def _forward_kwargs(model) -> tuple[str, bool]:
     params = inspect.signature(model.forward).parameters
     return ("cache" if "cache" in params else "past_key_values"), "logits_to_keep" in params
-
-
-def _new_gelu_inplace(x: torch.Tensor) -> torch.Tensor:
-    """HF's NewGELUActivation (GPT-2's gelu_new), bitwise equal, with 2 allocations instead of 8."""
-    y = torch.pow(x, 3.0)
-    y.mul_(0.044715).add_(x).mul_(math.sqrt(2.0 / math.pi)).tanh_().add_(1.0)
-    return y.mul_(0.5 * x)
-
-
-@contextlib.contextmanager
-def exact_fast_ops(model):
-    """Swap GPT-2's 8-pass gelu_new for the in-place version above (same bits) while decoding."""
-    from transformers.activations import NewGELUActivation
-
-    swapped = [m for m in model.modules() if type(m) is NewGELUActivation]
-    for m in swapped:
-        m.forward = _new_gelu_inplace
-    try:
-        yield
-    finally:
-        for m in swapped:
-            del m.forward
-
-
-SLICED_SDPA = "bias_amp_sliced_sdpa"
-
-
-def _sliced_sdpa(module, query, key, value, attention_mask, **kwargs):
-    """HF's SDPA over the first `attention_mask.shape[-1]` cache positions: the loop cuts its masks at the current
-    length, so the unwritten tail of the static cache is not read at all (it was masked out anyway)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-    n = key.shape[2] if attention_mask is None else attention_mask.shape[-1]
-    return sdpa_attention_forward(module, query, key[:, :, :n], value[:, :, :n], attention_mask, **kwargs)
-
-
-@contextlib.contextmanager
-def sliced_attention(model):
-    """Run an SDPA model with `_sliced_sdpa` (yields True), anything else unchanged (yields False)."""
-    from transformers import AttentionInterface, AttentionMaskInterface
-    from transformers.masking_utils import sdpa_mask
-
-    config = model.config
-    if config._attn_implementation != "sdpa":
-        yield False
-        return
-    AttentionInterface.register(SLICED_SDPA, _sliced_sdpa)
-    AttentionMaskInterface.register(SLICED_SDPA, sdpa_mask)
-    config._attn_implementation = SLICED_SDPA
-    try:
-        yield True
-    finally:
-        config._attn_implementation = "sdpa"
 
 
 def _full_mask(model, mask2d: torch.Tensor):
@@ -179,23 +126,32 @@ def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan
     eos = torch.tensor(plan.eos or [-1], device=device)
     sampler = Sampler(plan, generator)
 
-    # a tensor index keeps the last position contiguous: the LM head stays one matmul, not B mat-vecs
-    last = {n: {"logits_to_keep": torch.tensor([n - 1], device=device)} if keep_logits else {} for n in (width, 1)}
+    # Logits of the last position only: a tensor index keeps it one matmul, not B mat-vecs; none before the last
+    # prefill chunk. The prefill runs in position chunks of <= _PREFILL_ROWS rows, so that its temporaries are
+    # reused by the allocator instead of faulted in fresh each layer.
+    index: dict[int, torch.Tensor] = {}
+    chunk = max(1, _PREFILL_ROWS // batch)
 
-    def step(inputs, start, stop):
+    def step(inputs, start, stop, logits=True):
         if full is None:
             mask = mask2d[:, :stop]
         else:  # rows of the new positions; columns up to the current length when attention is sliced
             mask = full[:, :, start:stop, :stop] if sliced else full[:, :, start:stop]
+        n = stop - start if logits else 0
+        if n not in index:
+            index[n] = torch.tensor([n - 1] if n else [], dtype=torch.long, device=device)
+        keep = {"logits_to_keep": index[n]} if keep_logits else {}
         out = model(input_ids=inputs, attention_mask=mask, position_ids=positions[:, start:stop],
-                    use_cache=True, **{cache_key: cache}, **last[stop - start])
-        return out.logits[:, -1, :].float()
+                    use_cache=True, **{cache_key: cache}, **keep)
+        return out.logits[:, -1, :].float() if logits else None
 
     with sliced_attention(model) as sliced:
         out = torch.full((batch, new_tokens), plan.pad, dtype=torch.long, device=device)
         rows = torch.arange(batch, device=device)  # original row of each row still in the batch
         running = torch.ones(batch, dtype=torch.bool, device=device)  # no EOS yet
-        logits = step(ids, 0, width)
+        for start in range(0, width, chunk):
+            stop = min(start + chunk, width)
+            logits = step(ids[:, start:stop], start, stop, logits=stop == width)
         for t in range(new_tokens):
             token = sampler(logits)
             out[rows, t] = token
