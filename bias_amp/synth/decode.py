@@ -127,10 +127,10 @@ def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan
     sampler = Sampler(plan, generator)
 
     # Logits of the last position only: a tensor index keeps it one matmul, not B mat-vecs; none before the last
-    # prefill chunk. The prefill runs in position chunks of <= _PREFILL_ROWS rows, so that its temporaries are
-    # reused by the allocator instead of faulted in fresh each layer.
+    # prefill chunk. On CPU the prefill runs in position chunks of <= _PREFILL_ROWS rows, so that its temporaries
+    # are reused by the allocator instead of faulted in fresh each layer.
     index: dict[int, torch.Tensor] = {}
-    chunk = max(1, _PREFILL_ROWS // batch)
+    chunk = max(1, _PREFILL_ROWS // batch) if device.type == "cpu" else width
 
     def step(inputs, start, stop, logits=True):
         if full is None:

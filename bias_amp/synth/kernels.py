@@ -68,7 +68,6 @@ def sliced_attention(model):
         config._attn_implementation = "sdpa"
 
 
-
 def packing_problem(model) -> str:
     """Why `packed_weights` would leave this model alone ('' when it packs)."""
     if model.device.type != "cpu":
