@@ -108,16 +108,22 @@ def test_batched_greedy_equals_naive_per_block(tiny_model, tiny_tokenizer):
     assert got == [naive(tiny_model, b, 24, eos) for b in blocks]
 
 
-def test_sdpa_reads_only_written_cache_positions(tiny_model, tiny_tokenizer, monkeypatch):
-    from bias_amp.synth import kernels as decode
+def attention_calls(monkeypatch) -> list[tuple[int, int, int]]:
+    """(query length, mask length, cache length) of every sliced-SDPA call from now on, appended as they happen."""
+    from bias_amp.synth import kernels
 
-    seen, sliced = [], decode._sliced_sdpa
+    seen, sliced = [], kernels._sliced_sdpa
 
     def spy(module, query, key, value, attention_mask, **kwargs):
         seen.append((query.shape[2], attention_mask.shape[-1], key.shape[2]))
         return sliced(module, query, key, value, attention_mask, **kwargs)
 
-    monkeypatch.setattr(decode, "_sliced_sdpa", spy)
+    monkeypatch.setattr(kernels, "_sliced_sdpa", spy)
+    return seen
+
+
+def test_sdpa_reads_only_written_cache_positions(tiny_model, tiny_tokenizer, monkeypatch):
+    seen = attention_calls(monkeypatch)
     eos = tiny_tokenizer.eos_token_id
     blocks = [b for a in articles(2) for b in split_blocks(tiny_tokenizer, a["title"], a["body"], 12)][:4]
     got = generate_blocks(tiny_model, blocks, GREEDY, new_tokens=10, batch_size=4, pad_id=eos)
@@ -129,15 +135,9 @@ def test_sdpa_reads_only_written_cache_positions(tiny_model, tiny_tokenizer, mon
 
 
 def test_prefill_runs_in_position_chunks_and_matches_naive(tiny_model, tiny_tokenizer, monkeypatch):
-    from bias_amp.synth import decode, kernels
+    from bias_amp.synth import decode
 
-    seen, sliced = [], kernels._sliced_sdpa
-
-    def spy(module, query, key, value, attention_mask, **kwargs):
-        seen.append((query.shape[2], attention_mask.shape[-1]))
-        return sliced(module, query, key, value, attention_mask, **kwargs)
-
-    monkeypatch.setattr(kernels, "_sliced_sdpa", spy)
+    seen = attention_calls(monkeypatch)
     monkeypatch.setattr(decode, "_PREFILL_ROWS", 4 * 5)  # batch of 4 -> chunks of 5 positions
     eos = tiny_tokenizer.eos_token_id
     blocks = [b for a in articles(2) for b in split_blocks(tiny_tokenizer, a["title"], a["body"], 12)][:4]
@@ -146,7 +146,7 @@ def test_prefill_runs_in_position_chunks_and_matches_naive(tiny_model, tiny_toke
     assert got == [naive(tiny_model, b, 6, eos) for b in blocks]
     ends = [*range(5, width, 5), width]
     want = [(e - s, e) for s, e in zip([0, *ends[:-1]], ends, strict=True)] + [(1, width + t + 1) for t in range(5)]
-    assert seen[::tiny_model.config.n_layer] == want
+    assert [(q, n) for q, n, _ in seen[::tiny_model.config.n_layer]] == want
 
 
 def test_packed_weights_take_small_inputs_only_and_are_undone(tiny_model, monkeypatch):

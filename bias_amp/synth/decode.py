@@ -1,6 +1,6 @@
 """The fast block-continuation loop: one left-padded batch of prompts, a preallocated KV cache, the causal+padding
-mask built once and sliced per step, attention over the written cache positions only (SDPA), last-position logits
-only, finished rows dropped from the batch.
+mask built once and sliced per step, the prefill in position chunks (CPU), last-position logits only, finished rows
+dropped from the batch; the kernels it swaps in while running are in `kernels.py`.
 Greedy picks the argmax like HF; sampling applies HF's temperature -> top-k -> top-p warpers (same distribution)."""
 
 from __future__ import annotations
@@ -126,10 +126,10 @@ def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan
     eos = torch.tensor(plan.eos or [-1], device=device)
     sampler = Sampler(plan, generator)
 
-    # Logits of the last position only: a tensor index keeps it one matmul, not B mat-vecs; none before the last
+    # Logits of the last position only (a tensor index keeps it one matmul, not B mat-vecs), none before the last
     # prefill chunk. On CPU the prefill runs in position chunks of <= _PREFILL_ROWS rows, so that its temporaries
     # are reused by the allocator instead of faulted in fresh each layer.
-    index: dict[int, torch.Tensor] = {}
+    last, none = torch.tensor([-1], device=device), torch.tensor([], dtype=torch.long, device=device)
     chunk = max(1, _PREFILL_ROWS // batch) if device.type == "cpu" else width
 
     def step(inputs, start, stop, logits=True):
@@ -137,10 +137,7 @@ def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan
             mask = mask2d[:, :stop]
         else:  # rows of the new positions; columns up to the current length when attention is sliced
             mask = full[:, :, start:stop, :stop] if sliced else full[:, :, start:stop]
-        n = stop - start if logits else 0
-        if n not in index:
-            index[n] = torch.tensor([n - 1] if n else [], dtype=torch.long, device=device)
-        keep = {"logits_to_keep": index[n]} if keep_logits else {}
+        keep = {"logits_to_keep": last if logits else none} if keep_logits else {}
         out = model(input_ids=inputs, attention_mask=mask, position_ids=positions[:, start:stop],
                     use_cache=True, **{cache_key: cache}, **keep)
         return out.logits[:, -1, :].float() if logits else None
