@@ -24,10 +24,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from bias_amp.errors import ConfigError, check, check_range
+from bias_amp.layout import LEANINGS
 from bias_amp.models import resolve_path
 
 log = logging.getLogger(__name__)
-LABELS = ("left", "center", "right")
 FORMATS = ("auto", "jsonl", "csv", "parquet", "abp_jsons")
 SUFFIXES = {".jsonl": "jsonl", ".jsonl.gz": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".csv.gz": "csv",
             ".parquet": "parquet", ".pq": "parquet"}
@@ -111,7 +111,7 @@ def validate(data_cfg) -> None:
     check(isinstance(labels, dict) and bool(labels), "data.labels", "a non-empty map raw value -> left|center|right",
           labels)
     for raw, leaning in labels.items():
-        check(leaning in LABELS, f"data.labels.{raw}", f"one of {list(LABELS)}", leaning)
+        check(leaning in LEANINGS, f"data.labels.{raw}", f"one of {list(LEANINGS)}", leaning)
     if cfg.get("per_label") is not None:
         check_range(cfg["per_label"], "data.per_label", lo=1, integer=True)
     for key in ("drop_unmapped", "drop_empty"):
@@ -313,7 +313,7 @@ def stratified_sample(articles: list[Article], per_label: int | None, seed: int,
     (left, then center, then right); None keeps all. Order: left, center, right; sampled order within."""
     rng = np.random.default_rng(seed)
     out = []
-    for label in LABELS:
+    for label in LEANINGS:
         group = [a for a in articles if a.label == label]
         if per_label is None:
             out += group
@@ -330,6 +330,6 @@ def load_corpus(data_cfg, seed: int) -> list[Article]:
     cfg = _plain(data_cfg)
     where = cfg.get("hub") or str(_source_path(cfg))
     sample = stratified_sample(articles, cfg.get("per_label"), seed, where)
-    counts = {lab: sum(a.label == lab for a in sample) for lab in LABELS}
+    counts = {lab: sum(a.label == lab for a in sample) for lab in LEANINGS}
     log.info("corpus %s: %d articles read, %d kept %s (seed %d)", where, len(articles), len(sample), counts, seed)
     return sample

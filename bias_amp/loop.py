@@ -17,18 +17,11 @@ from accelerate.utils import gather_object, set_seed
 from omegaconf import DictConfig, OmegaConf
 
 from bias_amp import data, faults, io, mitigation, models, probes, synth, tracking, train
+from bias_amp.layout import METRICS_COLUMNS, is_done, seed_for, version_name
 from bias_amp.metrics.scorer import Scorer, summarize
 from bias_amp.validate import validate_run
 
 log = logging.getLogger(__name__)
-
-
-def version_name(g: int) -> str:
-    return "baseline" if g < 0 else f"gen_{g:02d}"
-
-
-def is_done(out: Path, g: int) -> bool:
-    return (out / version_name(g) / "DONE").is_file()
 
 
 def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
@@ -63,9 +56,9 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
             if cfg.init_from == "base" and g > 0:
                 model, tok = base()
                 model.to(acc.device)
-            set_seed(cfg.seed * 1000 + g)
+            set_seed(seed_for(cfg.seed, g, "train"))
             batch = mitigation.training_set(g, real_texts, synthetic, cfg.mitigation, cfg.seed)
-            result = train.finetune(model, tok, batch.texts, train_cfg, acc, seed=cfg.seed * 1000 + g,
+            result = train.finetune(model, tok, batch.texts, train_cfg, acc, seed=seed_for(cfg.seed, g, "train"),
                                     desc=f"{cfg.setup_name} {v} fine-tune",
                                     on_step=lambda step, v=v: step == 1 and faults.point(v, "train"))
             prompts = real if cfg.prompt_source == "real" or g == 0 else [
@@ -88,12 +81,12 @@ def synthesize(cfg, g, model, tok, prompts, acc) -> tuple[list[dict], float]:
     n = cfg.synthesis.max_articles
     prompts = prompts[:n] if n else prompts
     mine = list(range(acc.process_index, len(prompts), acc.num_processes))
-    set_seed(cfg.seed * 1000 + g + 500)
+    set_seed(seed_for(cfg.seed, g, "synthesis"))
     start = time.perf_counter()
     out = synth.synthesize(model, tok, [prompts[i] for i in mine], dict(cfg.decoding.kwargs),
                            block_tokens=cfg.synthesis.block_tokens, new_tokens=cfg.synthesis.new_tokens,
                            max_blocks=cfg.synthesis.max_blocks, batch_size=cfg.synthesis.batch_size,
-                           seed=cfg.seed * 1000 + g + acc.process_index,
+                           seed=seed_for(cfg.seed, g, "decode", acc.process_index),
                            progress=acc.is_local_main_process, threads=cfg.synthesis.threads,
                            packed=cfg.synthesis.packed_weights,
                            on_batch=lambda *_: faults.point(version_name(g), "synthesis"))
@@ -111,7 +104,7 @@ def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
     if acc.is_main_process:
         scores = scorer.score(articles)
         faults.point(v, "metrics")
-        row = {"setup": cfg.setup_name, "version": v, "generation": g, **summarize(scores),
+        row = {"setup": cfg.setup_name, "seed": cfg.seed, "version": v, "generation": g, **summarize(scores),
                "train_loss": train_stats["loss"] if train_stats else None,
                "train_tokens_per_s": train_stats["tokens_per_s"] if train_stats else None,
                "synth_tokens_per_s": synth_rate}
@@ -142,15 +135,10 @@ def save_and_prune(cfg, out: Path, g: int, model, tok) -> None:
                 shutil.rmtree(old, ignore_errors=True)
 
 
-COLUMNS = ["setup", "version", "generation", "n_articles", "share_left", "share_center", "share_right",
-           "quality_mean", "quality_ci_low", "quality_ci_high", "perplexity_mean", "perplexity_ci_low",
-           "perplexity_ci_high", "train_loss", "train_tokens_per_s", "synth_tokens_per_s"]
-
-
 def write_metrics(out: Path) -> pd.DataFrame:
     """metrics.csv = every finished version's metrics.json, baseline first."""
     rows = [io.read_json(p.parent / "metrics.json") for p in sorted(out.glob("*/DONE"))]
     df = pd.DataFrame(rows).sort_values("generation", ignore_index=True)
-    df = df[[c for c in COLUMNS if c in df] + [c for c in df if c not in COLUMNS]]
+    df = df[[c for c in METRICS_COLUMNS if c in df] + [c for c in df if c not in METRICS_COLUMNS]]
     io.write_csv(out / "metrics.csv", df)
     return df

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bias_amp.errors import check
-from bias_amp.metrics.stats import LEANINGS
+from bias_amp.layout import LEANINGS, version_name
 
 # file prefix -> setup name (mitigation names as in conf/mitigation)
 SETUPS = {
@@ -40,11 +40,6 @@ METRIC_COLUMNS = [
 SCORE_COLUMNS = ["setup", "generation", "id", "label", "p_left", "p_center", "p_right", "leaning", "quality",
                  "perplexity"]
 _SCORES = {"Left_Score": "p_left", "Center_Score": "p_center", "Right_Score": "p_right"}
-
-
-def version_name(generation: int) -> str:
-    """Run-layout directory name of a generation: -1 -> baseline, 3 -> gen_03."""
-    return "baseline" if generation < 0 else f"gen_{generation:02d}"
 
 
 def _read(path: Path, columns: list[str]) -> pd.DataFrame:

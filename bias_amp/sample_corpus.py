@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 from bias_amp.io import write_jsonl
+from bias_amp.layout import LEANINGS
 
 PATH = Path(__file__).resolve().parent / "resources" / "sample_corpus.jsonl"
-LEANINGS = ("left", "center", "right")
 VARIANTS = 3  # articles per topic and leaning
 
 OUTLETS = {

@@ -18,9 +18,10 @@ from hydra.errors import MissingConfigException
 from omegaconf import OmegaConf
 
 from bias_amp import sample_corpus
-from bias_amp.data import LABELS, Article, load_corpus, read_articles, stratified_sample, validate
+from bias_amp.data import Article, load_corpus, read_articles, stratified_sample, validate
 from bias_amp.errors import ConfigError
 from bias_amp.io import read_jsonl
+from bias_amp.layout import LEANINGS
 
 ROOT = Path(__file__).resolve().parents[1]
 PENDING_GROUPS = ("leaning", "quality", "perplexity", "probe")  # other engineers' groups, maybe not written yet
@@ -51,7 +52,7 @@ def data_cfg(path, **kw):
 def rows(n_per_label=4, **extra):
     out = []
     for k in range(n_per_label):
-        for label in LABELS:
+        for label in LEANINGS:
             i = len(out)
             out.append(dict(id=f"a{i:02d}", title=f"Title {i}", text=f"Body of article {i} about {label}.",
                             label=label, source=f"outlet-{label}-{k % 2}", **extra))
@@ -92,7 +93,7 @@ def test_abp_json_folder_is_auto_detected(tmp_path):
     folder.mkdir()
     for r in rows(2):
         abp = dict(ID=r["id"], title=r["title"], content="lower-cased tokens", content_original=r["text"],
-                   bias=LABELS.index(r["label"]), bias_text=r["label"], source=r["source"], topic="x")
+                   bias=LEANINGS.index(r["label"]), bias_text=r["label"], source=r["source"], topic="x")
         (folder / f"{r['id']}.json").write_text(json.dumps(abp))
     (folder / "README.txt").write_text("not an article")
     arts = read_articles(data_cfg(folder))
@@ -170,7 +171,7 @@ def test_stratified_sample_counts_order_and_seed(tmp_path):
     # exactly numpy's default_rng(seed) draw, left then center then right
     arts = read_articles(data_cfg(path))
     rng = np.random.default_rng(0)
-    expect = [g[j].id for lab in LABELS for g in [[x for x in arts if x.label == lab]]
+    expect = [g[j].id for lab in LEANINGS for g in [[x for x in arts if x.label == lab]]
               for j in rng.choice(len(g), size=7, replace=False)]
     assert [x.id for x in a] == expect
 
@@ -178,7 +179,7 @@ def test_stratified_sample_counts_order_and_seed(tmp_path):
 def test_per_label_null_keeps_all_in_file_order(tmp_path):
     path = write_jsonl(tmp_path / "c.jsonl", rows(5))
     a = load_corpus(data_cfg(path, per_label=None), seed=3)
-    assert [x.id for x in a] == [r["id"] for lab in LABELS for r in rows(5) if r["label"] == lab]
+    assert [x.id for x in a] == [r["id"] for lab in LEANINGS for r in rows(5) if r["label"] == lab]
     assert stratified_sample(a, None, seed=9) == a
 
 
@@ -344,11 +345,11 @@ def test_sample_framings_are_learnable_across_outlets():
     """Multinomial naive Bayes on word counts, trained on two outlets per leaning, tested on the third."""
     arts = read_articles(compose_data("data=sample"))
     tok = [re.findall(r"[a-z]+", a.text("{title} {body}").lower()) for a in arts]
-    outlets = {lab: sorted({a.source for a in arts if a.label == lab}) for lab in LABELS}
+    outlets = {lab: sorted({a.source for a in arts if a.label == lab}) for lab in LEANINGS}
     correct = 0
     for k in range(3):
         test = [outlets[a.label].index(a.source) == k for a in arts]
-        counts = {lab: Counter() for lab in LABELS}
+        counts = {lab: Counter() for lab in LEANINGS}
         for a, words, held in zip(arts, tok, test, strict=True):
             if not held:
                 counts[a.label].update(words)
