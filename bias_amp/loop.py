@@ -57,7 +57,10 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
                 model, tok = base()
                 model.to(acc.device)
             set_seed(seed_for(cfg.seed, g, "train"))
-            batch = mitigation.training_set(g, real_texts, synthetic, cfg.mitigation, cfg.seed)
+            scores = [pd.read_csv(out / version_name(k) / "scores.csv") for k in range(g)] \
+                if cfg.mitigation.get("select") else None                  # `select` reads the leanings
+            batch = mitigation.training_set(g, real_texts, synthetic, cfg.mitigation, cfg.seed,
+                                            real_labels=[a.label for a in real], scores=scores)
             result = train.finetune(model, tok, batch.texts, train_cfg, acc, seed=seed_for(cfg.seed, g, "train"),
                                     desc=f"{cfg.setup_name} {v} fine-tune",
                                     on_step=lambda step, v=v: step == 1 and faults.point(v, "train"))

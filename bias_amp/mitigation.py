@@ -1,15 +1,26 @@
-"""Mitigations as data (§5.3): what each generation trains on, read by one generic code path.
-none: the previous synthetic set; preserve: + round(real_fraction·N) real articles, freshly
-sampled each round; accumulate: real + every earlier synthetic set (or the last `window`)."""
+"""Mitigations as data (§5.3, and `rebalance` beyond the paper): what each generation trains on, built
+by one generic path from the keys of conf/mitigation/none.yaml (whose header defines them). Generation
+0 always trains on the whole real corpus; generation g >= 1 on
+    round(real_fraction * N) distinct real articles (a fresh sample each round)
+  + the previous synthetic set, or with `accumulate` every earlier one (the last `window` of them),
+    each cut by `select` to the largest subset whose predicted leaning shares equal the target."""
 
 from __future__ import annotations
 
+import logging
+import math
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
-from omegaconf import DictConfig
+import pandas as pd
+from omegaconf import DictConfig, OmegaConf
 
 from bias_amp.errors import check, check_range
+from bias_amp.layout import LEANINGS, version_name
+
+log = logging.getLogger(__name__)
+KEYS = ("name", "real_fraction", "accumulate", "window", "select", "train")
 
 
 @dataclass
@@ -19,37 +30,82 @@ class TrainingSet:
 
 
 def validate(cfg: DictConfig, train_keys) -> None:
+    for key in cfg:
+        check(key in KEYS, f"mitigation.{key}", f"one of {', '.join(KEYS)}", key)
     check(isinstance(cfg.get("name"), str) and cfg.name, "mitigation.name", "a non-empty name", cfg.get("name"))
     check_range(cfg.real_fraction, "mitigation.real_fraction", 0, 1)
     check(isinstance(cfg.accumulate, bool), "mitigation.accumulate", "true or false", cfg.accumulate)
     if cfg.window is not None:
+        check(cfg.accumulate, "mitigation.window", "null unless mitigation.accumulate is true (a window counts "
+              "accumulated synthetic sets)", cfg.window)
         check_range(cfg.window, "mitigation.window", 1, integer=True)
+    select = cfg.get("select")
+    if select is not None:
+        check(OmegaConf.is_dict(select) and set(select) == {"by", "target"}, "mitigation.select",
+              "null or {by: leaning, target: real | {left: .., center: .., right: ..}}", select)
+        check(select.by == "leaning", "mitigation.select.by", "leaning (the predicted leaning of each article)",
+              select.by)
+        if select.target != "real":
+            target_shares(select.target, [])
     for key in cfg.get("train") or {}:
         check(key in train_keys, f"mitigation.train.{key}", f"a train setting ({', '.join(train_keys)})", key)
 
 
+def target_shares(target, real_labels: list[str]) -> dict[str, float]:
+    """`real`: the real corpus's label shares; else the given shares (leanings left out count 0)."""
+    if target == "real":
+        check(bool(real_labels), "mitigation.select.target", "real articles' labels for target: real", None)
+        counts = Counter(real_labels)
+        return {c: counts[c] / len(real_labels) for c in LEANINGS}
+    expected = "'real' or shares {left, center, right} in [0, 1] summing to 1"
+    ok = OmegaConf.is_dict(target) and set(target) <= set(LEANINGS) and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in target.values())
+    check(ok and abs(sum(target.values()) - 1) < 1e-6, "mitigation.select.target", expected, target)
+    return {c: float(target.get(c, 0)) for c in LEANINGS}
+
+
+def select_by_leaning(leanings: list, target: dict[str, float], rng: np.random.Generator, name: str) -> list[int]:
+    """Indices of the largest subset (drawn at random within each leaning) whose leaning shares equal
+    `target`. A targeted leaning with no article cannot be matched: the others keep their ratios."""
+    by = {c: [i for i, x in enumerate(leanings) if x == c] for c in LEANINGS}
+    wanted = {c: t for c, t in target.items() if t > 0 and by[c]}
+    check(bool(wanted), "mitigation.select", f"articles of {name} predicted as a targeted leaning",
+          {c: len(ix) for c, ix in by.items()})
+    if len(wanted) < sum(t > 0 for t in target.values()):
+        log.warning("rebalance %s: no article predicted %s; matching the other leanings' ratios", name,
+                    ", ".join(c for c in target if target[c] > 0 and c not in wanted))
+    total = sum(wanted.values())
+    n = min(len(by[c]) * total / t for c, t in wanted.items())      # the largest matching set size
+    keep = {c: min(len(by[c]), math.floor(n * t / total + 1e-9)) for c, t in wanted.items()}
+    log.info("rebalance %s: kept %s of %s", name, keep, {c: len(ix) for c, ix in by.items()})
+    return sorted(i for c, k in keep.items() for i in rng.choice(by[c], size=k, replace=False))
+
+
 def training_set(generation: int, real_texts: list[str], synthetic: list[list[str]], cfg: DictConfig,
-                 seed: int) -> TrainingSet:
-    """Texts generation `generation` trains on. synthetic[k] = texts of the set generation k produced."""
+                 seed: int, *, real_labels: list[str] | None = None,
+                 scores: list[pd.DataFrame] | None = None) -> TrainingSet:
+    """Texts generation `generation` trains on. synthetic[k] = texts of the set generation k produced;
+    scores[k] = its scores.csv rows, same order (needed with `select`); real_labels for `target: real`."""
     if generation == 0:
         return TrainingSet(list(real_texts), {"real": len(real_texts)})
     check(len(synthetic) >= generation, "mitigation", f"{generation} earlier synthetic sets", len(synthetic))
-    if cfg.accumulate:
-        first = 0 if cfg.window is None else max(0, generation - cfg.window)
-        chosen = range(first, generation)
-    else:
-        chosen = [generation - 1]
+    first = (0 if cfg.window is None else max(0, generation - cfg.window)) if cfg.accumulate else generation - 1
     texts, origin = [], {}
-    if cfg.accumulate:
-        texts += real_texts
-        origin["real"] = len(real_texts)
-    for k in chosen:
-        texts += synthetic[k]
-        origin[f"gen_{k:02d}"] = len(synthetic[k])
     n_real = round(cfg.real_fraction * len(real_texts))
     if n_real:
         rng = np.random.default_rng([seed, generation])     # fresh sample every round, reproducible
-        picked = rng.choice(len(real_texts), size=n_real, replace=False)
-        texts += [real_texts[i] for i in sorted(picked)]
-        origin["real"] = origin.get("real", 0) + n_real
+        texts += [real_texts[i] for i in sorted(rng.choice(len(real_texts), size=n_real, replace=False))]
+        origin["real"] = n_real
+    select = cfg.get("select")
+    for k in range(first, generation):
+        chosen = synthetic[k]
+        if select is not None:
+            check(scores is not None and len(scores[k]) == len(chosen), "mitigation.select",
+                  f"one score row per article of {version_name(k)}", None if scores is None else len(scores[k]))
+            target = target_shares(select.target, real_labels or [])
+            rng = np.random.default_rng([seed, generation, k])
+            chosen = [chosen[i] for i in select_by_leaning(scores[k]["leaning"].tolist(), target, rng,
+                                                           version_name(k))]
+        texts += chosen
+        origin[version_name(k)] = len(chosen)
     return TrainingSet(texts, origin)
