@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from tqdm.auto import tqdm
 
 from bias_amp.errors import ConfigError, check, check_range
 from bias_amp.io import atomic_path
@@ -109,8 +110,9 @@ def _token_ids(tokenizer, prompts, max_length: int) -> list[list[int]]:
 
 
 def mean_activations(model: nn.Module, tokenizer, prompts, *, batch_size=32, max_length=128,
-                     max_prompts=None, progress=False) -> np.ndarray:
-    """float32 [n_layer, hidden]: each block output's mean over the non-padding tokens of `prompts`."""
+                     max_prompts=None, desc: str | None = None) -> np.ndarray:
+    """float32 [n_layer, hidden]: each block output's mean over the non-padding tokens of `prompts`
+    (a progress bar named `desc` when given)."""
     ids = _token_ids(tokenizer, spread(prompts, max_prompts), max_length)
     check(len(ids) > 0, "probe.prompts", "at least one non-empty prompt", 0)
     layers = blocks(model)
@@ -134,12 +136,8 @@ def mean_activations(model: nn.Module, tokenizer, prompts, *, batch_size=32, max
     try:
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             model.eval()
-            it = batches
-            if progress:
-                from tqdm.auto import tqdm
-                it = tqdm(batches, desc="probe", leave=False, disable=None)
             n_tokens = 0
-            for batch in it:
+            for batch in tqdm(batches, desc=desc, unit="batch", leave=False, disable=desc is None):
                 width = max(len(ids[k]) for k in batch)
                 x = torch.full((len(batch), width), pad, dtype=torch.long)
                 mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -158,16 +156,17 @@ def mean_activations(model: nn.Module, tokenizer, prompts, *, batch_size=32, max
 
 
 def probe(model: nn.Module, tokenizer, prompts: Sequence[Sequence[int]] | Sequence[str], cfg: Mapping,
-          progress: bool = False) -> dict[str, np.ndarray]:
+          desc: str | None = None) -> dict[str, np.ndarray]:
     """{"weight", "activation"}: float32 [n_layer, hidden] for one model version. `cfg` is the `probe`
-    config (weight, max_prompts, batch_size, max_length); the same prompts must be given every version."""
+    config (weight, max_prompts, batch_size, max_length); the same prompts must be given every version.
+    `desc` names a progress bar over the probe batches (none without it)."""
     validate(cfg)
     ids = _token_ids(tokenizer, spread(prompts, cfg["max_prompts"]), cfg["max_length"])
     check(len(ids) > 0, "probe.prompts", "at least one non-empty prompt", 0)
     return {
         "weight": weight_values(model, cfg["weight"]),
         "activation": mean_activations(model, tokenizer, ids, batch_size=cfg["batch_size"],
-                                       max_length=cfg["max_length"], progress=progress),
+                                       max_length=cfg["max_length"], desc=desc),
     }
 
 
