@@ -81,7 +81,7 @@ def test_a_new_mitigation_is_just_a_yaml_file(tmp_path):
     run_cli(out, f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "mitigation=half", "generations=3",
             "baseline=false", "probe.enabled=false")
     stats = io.read_json(out / "gen_02" / "train.json")
-    assert stats["data"] == {"real": 12 + 6, "gen_01": 12} and stats["epochs"] == 2
+    assert stats["data"] == {"real": 6, "gen_01": 12} and stats["epochs"] == 2     # half the real corpus, once
     assert (out.name, pd.read_csv(out / "metrics.csv").setup[0]) == ("run", "greedy-half")
 
 
@@ -105,7 +105,7 @@ def test_tracker_gets_one_step_per_generation_grouped_by_setup(tmp_path, monkeyp
     monkeypatch.setattr(tracking, "start_tracking", lambda acc, cfg, **kw: started.append(kw))
     monkeypatch.setattr(tracking, "log_metrics", lambda acc, metrics, step: logged.append((step, metrics)))
     run_setup(cfg_for("setup=greedy-preserve", "generations=2", "probe.enabled=false"), tmp_path)
-    assert started[0]["group"] == "greedy-preserve" and started[0]["run_dir"] == tmp_path
+    assert started[0]["group"] == "smoke/greedy-preserve" and started[0]["run_dir"] == tmp_path
     assert [step for step, _ in logged] == [0, 0, 1]
     assert {"baseline/share_right", "baseline/quality_mean"} <= set(logged[0][1])
     for _, metrics in logged[1:]:
