@@ -36,10 +36,11 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
         scorer = Scorer(cfg, device=acc.device, base_model_loader=base)
         if acc.is_main_process:
             io.write_jsonl(out / "real.jsonl", [vars(a) for a in real])
-            tracking.start_tracking(acc, cfg.logger, name=f"{cfg.experiment_name}/{cfg.setup_name}",
-                                    group=cfg.setup_name, config=cfg, run_dir=out)
         model, tok = base()
         model.to(acc.device).eval()
+        todo = [version_name(g) for g in range(-1 if cfg.baseline else 0, cfg.generations) if not is_done(out, g)]
+        if todo and acc.is_main_process:    # a tracker run only once a version will be computed
+            tracking.start_run(acc, cfg, out, todo)
         probe_prompts = [b for a in real for b in synth.split_blocks(tok, a.title, a.body, cfg.synthesis.block_tokens)]
         if cfg.baseline and not is_done(out, -1):
             finish_version(cfg, out, -1, model, tok, real, scorer, acc, probe_prompts, None)
@@ -61,9 +62,10 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
                 if cfg.mitigation.get("select") else None                  # `select` reads the leanings
             batch = mitigation.training_set(g, real_texts, synthetic, cfg.mitigation, cfg.seed,
                                             real_labels=[a.label for a in real], scores=scores)
-            result = train.finetune(model, tok, batch.texts, train_cfg, acc, seed=seed_for(cfg.seed, g, "train"),
-                                    desc=f"{cfg.setup_name} {v} fine-tune",
-                                    on_step=lambda step, v=v: step == 1 and faults.point(v, "train"))
+            with tracking.stage(out, v, "train", acc.is_main_process):
+                result = train.finetune(model, tok, batch.texts, train_cfg, acc, seed=seed_for(cfg.seed, g, "train"),
+                                        desc=f"{cfg.setup_name} {v} fine-tune",
+                                        on_step=lambda step, v=v: step == 1 and faults.point(v, "train"))
             prompts = real if cfg.prompt_source == "real" or g == 0 else [
                 data.Article(a["id"], a["label"], "", a["text"]) for a in io.read_jsonl(out / version_name(g - 1) / "articles.jsonl")]
             finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
@@ -103,9 +105,11 @@ def synthesize(cfg, g, model, tok, prompts, acc) -> tuple[list[dict], float]:
 def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts, train_stats) -> None:
     """Synthesise, score and probe one model version; write its dir, the DONE marker last."""
     v, vdir = version_name(g), out / version_name(g)
-    articles, synth_rate = synthesize(cfg, g, model, tok, prompts, acc)
+    with tracking.stage(out, v, "synthesis", acc.is_main_process):
+        articles, synth_rate = synthesize(cfg, g, model, tok, prompts, acc)
     if acc.is_main_process:
-        scores = scorer.score(articles)
+        with tracking.stage(out, v, "scoring"):
+            scores = scorer.score(articles)
         faults.point(v, "metrics")
         row = {"setup": cfg.setup_name, "seed": cfg.seed, "version": v, "generation": g, **summarize(scores),
                "train_loss": train_stats["loss"] if train_stats else None,
@@ -116,16 +120,15 @@ def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
         if train_stats:
             io.write_json(vdir / "train.json", train_stats)
         if cfg.probe.enabled:
-            probes.save_probe(vdir / "probe.npz", probes.probe(model, tok, probe_prompts, cfg.probe))
+            with tracking.stage(out, v, "probe"):
+                probes.save_probe(vdir / "probe.npz", probes.probe(model, tok, probe_prompts, cfg.probe,
+                                                                   desc=f"{cfg.setup_name} {v} probe"))
         io.write_json(vdir / "metrics.json", row)
         if g >= 0:                       # the latest checkpoint is what a killed run resumes from
             save_and_prune(cfg, out, g, model, tok)
         io.write_text(vdir / "DONE", "")
         write_metrics(out)
-        numbers = {k: x for k, x in row.items() if isinstance(x, (int, float)) and k != "generation"}
-        # W&B steps start at 0 and only grow: the baseline goes to step 0 under its own keys.
-        tracking.log_metrics(acc, {f"baseline/{k}": x for k, x in numbers.items()} if g < 0 else numbers,
-                             step=max(g, 0))
+        tracking.log_version(acc, row)
     acc.wait_for_everyone()
 
 

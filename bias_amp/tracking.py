@@ -1,12 +1,21 @@
-"""Experiment tracking through Accelerate's tracker API. W&B never fails a run: without a
-reachable server it logs offline, and any tracker error degrades to a warning."""
+"""Experiment tracking: W&B through Accelerate's tracker API, and `run.log` (per-stage wall times) in
+the run dir. W&B never fails a run: without a reachable server it logs offline, and any tracker error
+degrades to a warning. A run dir keeps one W&B run: its id is stored in `wandb_id` and every resume or
+extension logs into that same run (offline: one `wandb/offline-run-*-<id>` folder per job, all synced
+into the one run by `wandb sync`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import netrc
+import numbers
 import os
+import secrets
 import socket
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +25,10 @@ if TYPE_CHECKING:  # accelerate (and torch) load only when a run needs them
     from accelerate import Accelerator
 
 log = logging.getLogger(__name__)
+
+WANDB_ID = "wandb_id"    # the run dir's W&B run id, written when its first W&B run opens
+RUN_LOG = "run.log"      # per-stage wall times, appended by every job on the run dir
+ROW_KEYS = ("setup", "seed", "version", "generation")   # a metrics row's identity: the run config / the step
 
 
 def wandb_mode(requested: str) -> str:
@@ -45,16 +58,33 @@ def make_accelerator(logger_cfg: DictConfig | None, **kwargs) -> Accelerator:
     return Accelerator(log_with="wandb" if use_wandb else None, **kwargs)
 
 
+def run_id(run_dir: Path) -> str:
+    """The run dir's W&B id: read from `wandb_id`, or created (random, written atomically) on first use."""
+    from bias_amp import io
+
+    path = Path(run_dir) / WANDB_ID
+    if path.is_file() and (rid := path.read_text(encoding="utf-8").strip()):
+        return rid
+    rid = secrets.token_hex(8)
+    io.write_text(path, rid + "\n")
+    return rid
+
+
 def start_tracking(accelerator: Accelerator, logger_cfg: DictConfig | None, *, name: str, group: str,
-                   config: DictConfig | dict, run_dir: Path) -> None:
-    """Open one tracker run (W&B: project/group/name, files under run_dir)."""
+                   config: DictConfig | dict, run_dir: Path, resume: bool = False) -> None:
+    """Open one tracker run (W&B: project/group/name, files under run_dir/wandb). `resume`: the run dir's
+    one W&B run (id in `run_dir/wandb_id`), continued by every later job; else a new run each call."""
     if logger_cfg is None or logger_cfg.get("name") != "wandb":
         return
-    os.environ["WANDB_MODE"] = wandb_mode(logger_cfg.get("mode", "auto"))
-    os.environ.setdefault("WANDB_SILENT", "true")
+    mode = wandb_mode(logger_cfg.get("mode", "auto"))
+    if mode == "disabled":
+        return
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
-    init = {"group": group, "name": name, "dir": str(run_dir), "job_type": logger_cfg.get("job_type", "run")}
+    init = {"group": group, "name": name, "dir": str(run_dir), "job_type": logger_cfg.get("job_type", "run"),
+            "mode": mode, "settings": {"silent": True}}
+    if resume:
+        init.update(id=run_id(run_dir), resume="allow")
     if logger_cfg.get("entity"):
         init["entity"] = logger_cfg.entity
     try:
@@ -64,6 +94,14 @@ def start_tracking(accelerator: Accelerator, logger_cfg: DictConfig | None, *, n
         accelerator.trackers = []
 
 
+def start_run(accelerator: Accelerator, cfg: DictConfig, run_dir: Path, todo: list[str]) -> None:
+    """A loop job that will compute the versions `todo`: note them in run.log and open (or continue) the
+    run dir's one W&B run, grouped `<experiment_name>/<setup_name>`, named `<setup_name>/seed_<seed>`."""
+    note(run_dir, f"start    {cfg.setup_name} seed {cfg.seed}: {' '.join(todo)}")
+    start_tracking(accelerator, cfg.logger, name=f"{cfg.setup_name}/seed_{cfg.seed}",
+                   group=f"{cfg.experiment_name}/{cfg.setup_name}", config=cfg, run_dir=run_dir, resume=True)
+
+
 def log_metrics(accelerator: Accelerator, metrics: dict, step: int) -> None:
     try:
         accelerator.log({k: v for k, v in metrics.items() if v is not None}, step=step)
@@ -71,11 +109,51 @@ def log_metrics(accelerator: Accelerator, metrics: dict, step: int) -> None:
         log.warning("tracker log failed (%s)", err)
 
 
+def log_version(accelerator: Accelerator, row: dict) -> None:
+    """One version's metrics row: numbers at step = generation (the baseline at step 0 under `baseline/`,
+    W&B steps only grow); text and flags (precision, smoke_instruments) go to the run config."""
+    g = int(row["generation"])
+    values = {k: v.item() if hasattr(v, "item") else v for k, v in row.items() if k not in ROW_KEYS and v is not None}
+    scalars = {k: v for k, v in values.items() if isinstance(v, numbers.Real) and not isinstance(v, bool)}
+    labels = {k: v for k, v in values.items() if k not in scalars}
+    if labels:
+        try:
+            for tracker in accelerator.trackers:
+                tracker.store_init_configuration(labels)
+        except Exception as err:
+            log.warning("tracker config update failed (%s)", err)
+    log_metrics(accelerator, {f"baseline/{k}": v for k, v in scalars.items()} if g < 0 else scalars, step=max(g, 0))
+
+
+@contextlib.contextmanager
+def stage(run_dir: Path, version: str, name: str, enabled: bool = True) -> Iterator[None]:
+    """Time one stage of one version (train, synthesis, scoring, probe) into `run_dir/run.log`; a stage
+    that raises is logged as failed. One appended line each (append is atomic enough for a log)."""
+    start, status = time.perf_counter(), "failed"
+    try:
+        yield
+        status = "done"
+    finally:
+        if enabled:
+            note(run_dir, f"{version:<8} {name:<9} {time.perf_counter() - start:9.1f}s {status}")
+
+
+def note(run_dir: Path, text: str) -> None:
+    """Append one time-stamped line to `run_dir/run.log`."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    with open(Path(run_dir) / RUN_LOG, "a", encoding="utf-8") as f:
+        f.write(f"{stamp} {text}\n")
+
+
 def finish(accelerator: Accelerator | None) -> None:
     """End tracker runs and reset Accelerate's singletons, so the next multirun job starts clean."""
     from accelerate.state import AcceleratorState, GradientState, PartialState
 
     if accelerator is not None:
+        for tracker in getattr(accelerator, "trackers", []):
+            run = getattr(tracker, "run", None)
+            if tracker.name == "wandb" and run is not None and run.settings.mode == "offline":
+                log.info("W&B run %s logged offline; upload it with: wandb sync %s", run.id, run.settings.sync_dir)
         try:
             accelerator.end_training()
         except Exception as err:
