@@ -31,6 +31,10 @@ demo: install
 	$(BIN)/python -m bias_amp.run -m 'setup=glob(*)' experiment=smoke hydra.sweep.dir=$(SWEEP)
 	$(BIN)/python -m bias_amp.analyze $(SWEEP)
 	$(BIN)/python -m bias_amp.report $(SWEEP)
+	@index=$(SWEEP)/report/index.html; test -f $$index || index=$(SWEEP)/report/README.md; echo; \
+	echo "Report: $$(realpath $$index)"; \
+	echo "Its instruments are SMOKE models (tiny classifiers trained in seconds on the embedded sample corpus):"; \
+	echo "the leaning and quality numbers show the machinery at work, they are not measurements of real leaning or quality."
 
 lint: install
 	$(BIN)/ruff check bias_amp tests benchmarks
