@@ -1,0 +1,177 @@
+"""Assemble report/index.html: one self-contained page (plotly.js, styles, data and a few lines of vanilla
+JS inline; nothing fetched, opens from file://) for one or several sweeps and the paper's curves."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+
+import pandas as pd
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from bias_amp.errors import check
+from bias_amp.html import figures, studies
+from bias_amp.html.studies import Study
+from bias_amp.io import write_text
+from bias_amp.layout import LEANINGS
+
+PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+STYLE = """
+body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px 40px;color:#222}
+h2{border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:36px}
+.banner{background:#fff4d6;border:1px solid #e0b04a;padding:8px 12px;margin:12px 0;border-radius:4px}
+table.sortable{border-collapse:collapse;font-size:12px;display:block;overflow:auto;max-height:520px}
+table.sortable th{position:sticky;top:0;background:#f4f4f4;cursor:pointer;white-space:nowrap;padding:4px 6px}
+table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}
+table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
+table.sortable td{padding:2px 6px;border-top:1px solid #eee;text-align:right;white-space:nowrap}
+pre{background:#f7f7f7;padding:8px;overflow:auto;max-height:400px;white-space:pre-wrap}
+.version{border-left:3px solid #ccc;padding-left:8px;margin:8px 0}
+.toggles label{margin-right:12px;white-space:nowrap}
+"""
+# Table sort, article picker and series toggles (all figures at once); Plotly draws the figures.
+SCRIPT = """
+document.querySelectorAll('table.sortable th').forEach((th, i) => th.addEventListener('click', () => {
+  const body = th.closest('table').tBodies[0], asc = th.getAttribute('aria-sort') !== 'ascending';
+  th.parentNode.querySelectorAll('th').forEach(h => h.removeAttribute('aria-sort'));
+  th.setAttribute('aria-sort', asc ? 'ascending' : 'descending');
+  const key = tr => tr.cells[i].dataset.v, num = v => v !== '' && !isNaN(v);
+  const rows = [...body.rows].sort((a, b) => {
+    const x = key(a), y = key(b);
+    if (x === '' || y === '') return (x === '') - (y === '');  // missing values last
+    const c = num(x) && num(y) ? x - y : x.localeCompare(y);
+    return asc ? c : -c;
+  });
+  body.append(...rows);
+}));
+const picker = document.getElementById('article-picker');
+if (picker) picker.addEventListener('change', () => document.querySelectorAll('.trajectory')
+  .forEach(s => { s.hidden = s.dataset.article !== picker.value; }));
+document.querySelectorAll('.toggles input').forEach(box => box.addEventListener('change', () =>
+  document.querySelectorAll('.js-plotly-plot').forEach(div => {
+    const idx = div.data.map((t, i) => t.legendgroup === box.value ? i : -1).filter(i => i >= 0);
+    if (idx.length) Plotly.restyle(div, {visible: box.checked ? true : 'legendonly'}, idx);
+  })));
+"""
+
+
+def _figure(fig, div_id: str) -> str:
+    return pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id, config=PLOT_CONFIG)
+
+
+def _cell(v) -> str:
+    if isinstance(v, float | int) and not isinstance(v, bool):
+        if pd.isna(v):
+            return '<td data-v=""></td>'
+        return f'<td data-v="{v!r}">{v:.4g}</td>' if isinstance(v, float) else f'<td data-v="{v}">{v}</td>'
+    text = "" if v is None or (isinstance(v, float) and pd.isna(v)) else escape(str(v))
+    return f'<td data-v="{text}">{text}</td>'
+
+
+def metrics_table(metrics: pd.DataFrame) -> str:
+    cols = [c for c in metrics.columns if c != "series"]
+    head = "".join(f"<th>{escape(c)}</th>" for c in cols)
+    rows = "".join("<tr>" + "".join(_cell(v) for v in r) + "</tr>\n"
+                   for r in metrics[cols].astype(object).itertuples(index=False))
+    return f'<table class="sortable" id="metrics-table"><thead><tr>{head}</tr></thead><tbody>\n{rows}</tbody></table>'
+
+
+def _scores(v: dict) -> str:
+    parts = []
+    if all(f"p_{c}" in v and pd.notna(v[f"p_{c}"]) for c in LEANINGS):
+        parts.append(f"{v.get('leaning', '?')} (" + " / ".join(f"{c[0].upper()} {v[f'p_{c}']:.3f}" for c in LEANINGS) + ")")
+    for k in ("quality", "perplexity"):
+        if pd.notna(v.get(k, float("nan"))):
+            parts.append(f"{k} {v[k]:.3g}")
+    return " — ".join(parts)
+
+
+def trajectories(study: Study, n: int, seed: int) -> list[tuple[str, str]]:
+    """[(picker key, html)]: per chosen article, the real article and each setup's versions (first seed)."""
+    first = {}
+    for run in study.runs:
+        first.setdefault(run.parent.name, run)
+    ids = studies.choose_articles(study.runs[0], n, seed) if study.runs else []
+    out = []
+    for aid in ids:
+        body = []
+        for setup, run in first.items():
+            t = studies.trajectory(run, aid)
+            body.append(f"<h4>{escape(setup)} ({escape(run.name)})</h4>")
+            if t["real"] is not None:
+                r = t["real"]
+                body.append(f'<div class="version"><b>original</b> ({escape(str(r.get("label", "?")))}) '
+                            f'<i>{escape(str(r.get("title", "")))}</i><pre>{escape(str(r.get("body", "")))}</pre></div>')
+            for v in t["versions"]:
+                text = "(not synthesised)" if v["text"] is None else v["text"]
+                body.append(f'<div class="version"><b>{escape(v["version"])}</b> {escape(_scores(v))}'
+                            f"<pre>{escape(text)}</pre></div>")
+        out.append((f"{study.name} · {aid}", "\n".join(body)))
+    return out
+
+
+def _trajectory_section(items: list[tuple[str, str]]) -> str:
+    if not items:
+        return "<p>No synthesised articles.</p>"
+    options = "".join(f'<option value="{escape(k)}">{escape(k)}</option>' for k, _ in items)
+    sections = "".join(f'<section class="trajectory" data-article="{escape(k)}"{" hidden" if i else ""}>{h}</section>'
+                       for i, (k, h) in enumerate(items))
+    return f'<label>article <select id="article-picker">{options}</select></label>{sections}'
+
+
+def _details(summary: str, text: str, open_: bool = False) -> str:
+    return f"<details{' open' if open_ else ''}><summary>{escape(summary)}</summary><pre>{escape(text)}</pre></details>"
+
+
+def _analysis(study: Study) -> str:
+    overlap = pd.read_csv(study.analysis / "overlap.csv")
+    parts = [_figure(figures.overlap_figure(overlap, study.name), f"overlap-{study.name}")]
+    neurons = study.analysis / "neurons.csv"
+    if neurons.is_file():
+        df = pd.read_csv(neurons, usecols=["relationship", "layer", "r", "significant"])
+        parts.append(_figure(figures.r_by_layer_figure(df, study.name), f"r-by-layer-{study.name}"))
+    return "\n".join(parts)
+
+
+def render(shown: list[Study], n_articles: int = 3, seed: int = 0) -> str:
+    """The page's HTML for the studies (sweeps first, the paper's curves last)."""
+    metrics = studies.combine(shown)
+    sweeps = [s for s in shown if s.runs]
+    body = [f"<h1>bias-amp report: {escape(', '.join(s.name for s in shown))}</h1>"]
+    smoke = studies.smoke_setups(metrics)
+    if smoke:
+        body.append(f'<div class="banner" id="smoke-banner">instrument: smoke model trained on the fly '
+                    f'({escape(", ".join(smoke))}): leaning shares and quality indices are not measurements</div>')
+    boxes = "".join(f'<label><input type="checkbox" value="{escape(s)}" checked> {escape(s)}</label>'
+                    for s in dict.fromkeys(metrics["series"]))
+    body.append(f'<div class="toggles" id="series-toggles"><b>series:</b> {boxes}</div>')
+    for fid, (title, fig) in figures.metric_figures(metrics).items():
+        body += [f"<h2>{escape(title)}</h2>", _figure(fig, fid)]
+    analysed = [s for s in sweeps if s.analysis is not None]
+    if analysed:
+        body += ["<h2>Neuron analysis (§5.4)</h2>", *(_analysis(s) for s in analysed)]
+    body += ["<h2>Metrics</h2><p>Click a column to sort.</p>", metrics_table(metrics.drop(columns="series"))]
+    cards = {p: t for s in sweeps for p, t in studies.instrument_cards(s.runs).items()}
+    if cards:
+        body += ["<h2>Instrument cards</h2>", *(_details(p, t, open_=True) for p, t in cards.items())]
+    body += ["<h2>Article trajectories (App. C, F)</h2>",
+             _trajectory_section([t for s in sweeps for t in trajectories(s, n_articles, seed)])]
+    body.append("<h2>Resolved configs</h2>")
+    body += [_details(f"{s.name} · {r.parent.name} · {r.name}", (r / "config.yaml").read_text(encoding="utf-8"))
+             for s in sweeps for r in s.runs if (r / "config.yaml").is_file()]
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>bias-amp report</title>"
+            f"<style>{STYLE}</style><script>{get_plotlyjs()}</script></head><body>\n" + "\n".join(body)
+            + f"\n<script>{SCRIPT}</script></body></html>\n")
+
+
+def build(sweeps, out, paper=None, n_articles: int = 3, seed: int = 0) -> Path:
+    """Write OUT/index.html for the sweeps (a path or a list) and, with `paper`, the published curves."""
+    sweeps = [sweeps] if isinstance(sweeps, str | Path) else list(sweeps or [])
+    check(bool(sweeps) or paper is not None, "sweeps", "a sweep directory or the paper's scores", None)
+    check(n_articles >= 0, "n_articles", "an integer >= 0", n_articles)
+    names = studies.study_names(sweeps) if sweeps else []
+    shown = [studies.load_study(s, n) for s, n in zip(sweeps, names, strict=True)]
+    if paper is not None:
+        shown.append(studies.paper_study(paper))
+    return write_text(Path(out) / "index.html", render(shown, n_articles, seed))
