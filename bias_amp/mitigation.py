@@ -29,7 +29,8 @@ class TrainingSet:
     origin: dict[str, int] = field(default_factory=dict)   # "real" / "gen_XX" -> number of texts
 
 
-def validate(cfg: DictConfig, train_keys) -> None:
+def validate(cfg: DictConfig, train_keys, leaning: DictConfig | None = None) -> None:
+    """`leaning`: the run's leaning metric config, which `select` needs enabled."""
     for key in cfg:
         check(key in KEYS, f"mitigation.{key}", f"one of {', '.join(KEYS)}", key)
     check(isinstance(cfg.get("name"), str) and cfg.name, "mitigation.name", "a non-empty name", cfg.get("name"))
@@ -45,6 +46,8 @@ def validate(cfg: DictConfig, train_keys) -> None:
               "null or {by: leaning, target: real | {left: .., center: .., right: ..}}", select)
         check(select.by == "leaning", "mitigation.select.by", "leaning (the predicted leaning of each article)",
               select.by)
+        check(leaning is not None and leaning.get("enabled", True), "mitigation.select",
+              "the leaning metric enabled (leaning.enabled: true)", "no leaning scores")
         if select.target != "real":
             target_shares(select.target, [])
     for key in cfg.get("train") or {}:

@@ -30,7 +30,7 @@ def validate_config(cfg: DictConfig) -> None:
     check(isinstance(cfg.synthesis.packed_weights, bool), "synthesis.packed_weights", "true or false",
           cfg.synthesis.packed_weights)
     train.validate(cfg.train)
-    mitigation.validate(cfg.mitigation, list(cfg.train.keys()))
+    mitigation.validate(cfg.mitigation, list(cfg.train.keys()), leaning=cfg.get("leaning"))
     train.validate(OmegaConf.merge(cfg.train, cfg.mitigation.train), key="mitigation.train")
     synth.validate_decoding(dict(cfg.decoding.kwargs))
     models.validate(cfg.model)

@@ -24,6 +24,7 @@ SYNTH = [[f"gen{k} article {i}" for i in range(N)] for k in range(6)]
 # hand-made predicted leanings of each synthetic set: 15 right, 9 center, 6 left (a right-leaning set)
 PREDICTED = ["right"] * 15 + ["center"] * 9 + ["left"] * 6
 SCORES = [pd.DataFrame({"id": range(N), "leaning": PREDICTED}) for _ in SYNTH]
+TRAIN_KEYS, LEANING_ON = ["epochs", "weight_decay"], OmegaConf.create({"enabled": True})
 
 
 def shipped(name: str, *overrides: str):
@@ -59,7 +60,7 @@ def expected_origin(name, g):
 @pytest.mark.parametrize("g", [1, 2, 5])
 def test_composition_of_every_shipped_mitigation_and_the_readme_example(name, g, tmp_path):
     cfg = readme_example(tmp_path) if name == "preserve50" else shipped(name)
-    validate(cfg, ["epochs", "weight_decay"])
+    validate(cfg, TRAIN_KEYS, leaning=LEANING_ON)
     ts = build(cfg, g)
     assert ts.origin == expected_origin(name, g)
     assert len(ts.texts) == sum(ts.origin.values())
@@ -129,7 +130,12 @@ def test_rebalance_without_a_targeted_leaning_matches_the_others_ratios():
 def test_bad_mitigation_names_the_key(kw, key):
     cfg = OmegaConf.merge(OmegaConf.to_container(shipped("none")), kw)        # plain: unknown keys too
     with pytest.raises(ConfigError, match=rf"^{re.escape(key)}: expected"):
-        validate(cfg, ["epochs", "weight_decay"])
+        validate(cfg, TRAIN_KEYS, leaning=LEANING_ON)
+
+
+def test_select_needs_the_leaning_metric():
+    with pytest.raises(ConfigError, match=r"^mitigation\.select: expected the leaning metric enabled"):
+        validate(shipped("rebalance"), TRAIN_KEYS, leaning=OmegaConf.create({"enabled": False}))
 
 
 def test_rebalance_runs_in_the_loop_on_the_previous_versions_scores(tmp_path):
