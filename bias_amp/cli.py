@@ -24,3 +24,25 @@ def one_line_errors():
         print(f"error: cannot write {err.filename}: {err.strerror} (finished generations are kept; "
               "rerun the same command to resume)", file=sys.stderr)
         sys.exit(3)
+
+
+def sweep_argument(argv: list[str] | None = None) -> None:
+    """`python -m bias_amp.report SWEEP ...`: a first bare argument (no `=`, no leading `-`) becomes the
+    Hydra override `sweep=SWEEP` (in place, in sys.argv by default)."""
+    argv = sys.argv if argv is None else argv
+    if len(argv) > 1 and "=" not in argv[1] and not argv[1].startswith("-"):
+        argv[1] = f"sweep={argv[1]}"
+
+
+def compose(config_name: str, overrides=()):
+    """conf/<config_name>.yaml composed with Hydra overrides, outside a running app (tests, notebooks)."""
+    from pathlib import Path
+
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    conf = Path(__file__).resolve().parents[1] / "conf"
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        return hydra_compose(config_name, overrides=list(overrides))

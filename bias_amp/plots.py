@@ -1,7 +1,9 @@
-"""Shared seaborn style: leaning colours, per-setup colours, runs solid and the paper's curves dashed.
+"""Shared seaborn style and every figure of the project: leaning colours, per-setup colours and markers,
+runs solid and the paper's curves dashed, the smoke banner, atomic PNG writes.
 
 Figures are plain `matplotlib.figure.Figure` objects (no pyplot state), so they render with the Agg canvas
-in scripts and display inline in notebooks.
+in scripts and display inline in notebooks. The report's figures take the seed summary of
+`report.aggregate` (per setup x generation: the mean over seeds and its band, `<column>_band_low/high`).
 """
 
 from __future__ import annotations
@@ -11,13 +13,22 @@ from collections.abc import Iterable, Iterator
 
 import matplotlib as mpl
 import numpy as np
+import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
 from bias_amp.io import atomic_path
+from bias_amp.layout import LEANINGS
 
-LEANING_COLORS = {"left": "#3b6fb6", "center": "#8a8a8a", "right": "#c8423b"}
+LEANING_COLORS = dict(zip(LEANINGS, ("#3b6fb6", "#8a8a8a", "#c8423b"), strict=True))
 PAPER_PREFIX = "paper-"
+SMOKE_BANNER = "SMOKE instruments — not real measurements"
+QUALITY_LEVELS = {0: "noise", 1: "word salad", 2: "mild gibberish", 3: "clean"}   # the quality index (§4.4)
+COLLAPSE = {"distinct_1": "distinct-1", "distinct_2": "distinct-2", "repeated_4gram_share": "repeated 4-gram share",
+            "compression_ratio": "compression ratio"}
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
+DASHES = ((), (5, 2), (2, 1.5), (6, 2, 1.5, 2), (3, 3), (8, 2, 2, 2, 2, 2))
+BAND_NOTE = "band: 95% CI (one seed),\nmin–max (several seeds)"
 
 
 @contextlib.contextmanager
@@ -44,11 +55,23 @@ def setup_colors(setups: Iterable[str]) -> dict[str, tuple]:
     return colors
 
 
-def line_kwargs(setup: str, color, overlay: bool = True) -> dict:
-    """Runs: solid with filled markers; the paper's curves beside a run (overlay): dashed, hollow markers."""
-    if overlay and is_paper(setup):
-        return dict(color=color, ls="--", marker="o", ms=4, mfc="white", mec=color, lw=1.6)
-    return dict(color=color, ls="-", marker="o", ms=4.5, lw=2.0)
+def line_styles(setups: Iterable[str]) -> dict[str, dict]:
+    """Per setup: colour, marker and dash pattern, all distinct, and a marker size that shrinks in draw
+    order, so curves that coincide (e.g. two setups at 0% right) stay visible as nested markers.
+    The paper's curves beside a run are dashed with hollow markers."""
+    setups = list(dict.fromkeys(setups))
+    colors = setup_colors(setups)
+    overlay = not all(map(is_paper, setups))
+    out = {}
+    for i, s in enumerate(setups):
+        kw = dict(color=colors[s], marker=MARKERS[i % len(MARKERS)], ms=max(3.0, 8.5 - 0.8 * i), lw=1.8,
+                  zorder=2 + 0.1 * i)
+        if overlay and is_paper(s):
+            kw |= dict(ls="--", mfc="white", mec=colors[s], lw=1.5)
+        else:
+            kw |= dict(ls="-", dashes=DASHES[i % len(DASHES)])
+        out[s] = kw
+    return out
 
 
 def generation_axis(ax, generations: Iterable[int]) -> None:
@@ -64,143 +87,226 @@ def generation_axis(ax, generations: Iterable[int]) -> None:
         ax.axvspan(gens[0] - 0.4, gens[0] + 0.4, color="0.93", zorder=0, lw=0)
 
 
+def quality_axis(ax, label: str = "quality index") -> None:
+    """The quality index runs 0 (noise) .. 3 (clean): the whole range, each level named."""
+    ax.set_ylim(-0.05, 3.1)
+    ax.set_yticks(list(QUALITY_LEVELS), [f"{k} {v}" for k, v in QUALITY_LEVELS.items()])
+    ax.set_ylabel(label)
+
+
 def new_figure(width: float, height: float, nrows: int = 1, ncols: int = 1, **kw):
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     return fig, axes
 
 
-def save(fig: Figure, path) -> None:
+def banner(fig: Figure, text: str = SMOKE_BANNER) -> Figure:
+    """A plain warning across the top of the figure (smoke instruments)."""
+    fig.suptitle(text, color="#b00000", fontweight="bold", fontsize=12)
+    return fig
+
+
+def save(fig: Figure, path, dpi: int | None = None) -> None:
     """Write a PNG atomically."""
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format="png", **({} if dpi is None else {"dpi": dpi}))
 
 
-# --- the report's figures: each takes metrics.csv rows (and per-article scores) and returns a Figure ---
+def legend_outside(ax_or_fig, **kw) -> None:
+    """Legend to the right of the axes (or below a figure's panels), never over the data."""
+    if isinstance(ax_or_fig, Figure):
+        ax_or_fig.legend(loc="outside lower center", ncols=kw.pop("ncols", 3), fontsize=9, **kw)
+    else:
+        ax_or_fig.legend(fontsize=8, title_fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), **kw)
 
-def fig_baseline_leaning(metrics):
-    """Fig. 3: leaning shares of the un-fine-tuned model's synthesis, one bar group per setup.
-    Identical baselines (the paper's setups share base GPT-2) are drawn once."""
-    base = metrics[metrics["generation"] < 0].drop_duplicates(["share_left", "share_center", "share_right",
-                                                               "n_articles"])
-    long = base.melt(id_vars="setup", value_vars=[f"share_{k}" for k in LEANING_COLORS],
-                     var_name="leaning", value_name="share")
+
+# --- the report's figures: each takes the seed summary (and per-article scores) and returns a Figure ---
+
+def _baseline_label(row) -> str:
+    if is_paper(row.setup):
+        return {"paper-none": "base GPT-2 (paper)",
+                "paper-center-only": "paper-center-only\n(before gen. 0)"}.get(row.setup, row.setup)
+    return f"base model,\n{row.decoding} decoding"
+
+
+def baseline_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """Fig. 3's bars: the un-fine-tuned model under each decoding rule (setups sharing a decoding rule share
+    the base model: their baseline rows are averaged into one bar); the paper's identical base GPT-2 rows
+    are drawn once."""
+    shares = [f"share_{k}" for k in LEANINGS]
+    base = summary[summary["generation"] < 0]
+    if base.empty:
+        return base.assign(label=[])
+    prefix = base["setup"].map(lambda s: s.split("-")[0])
+    base = base.assign(decoding=base["decoding"].fillna(prefix) if "decoding" in base else prefix)
+    paper = base[base["setup"].map(is_paper)].drop_duplicates([*shares, "n_articles"])
+    runs = base[~base["setup"].map(is_paper)].groupby("decoding", sort=False, as_index=False).agg(
+        {"setup": "first", **{c: "mean" for c in [*shares, "n_articles"]}})
+    out = pd.concat([runs, paper], ignore_index=True)
+    return out.assign(label=[_baseline_label(r) for r in out.itertuples()])
+
+
+def fig_baseline_leaning(summary):
+    """Fig. 3: leaning shares of the un-fine-tuned model's synthesis, one bar group per decoding rule."""
+    base = baseline_rows(summary)
+    long = base.melt(id_vars="label", value_vars=[f"share_{k}" for k in LEANINGS], var_name="leaning",
+                     value_name="share")
     long["leaning"] = long["leaning"].str.removeprefix("share_")
     long["percent"] = 100 * long["share"]
-    long["setup"] = long["setup"].replace({"paper-none": "base GPT-2 (paper)",
-                                           "paper-center-only": "paper-center-only\n(before gen. 0)"})
     with style():
-        fig, axes = new_figure(max(4.5, 1.3 * len(base) + 2), 3.6)
+        fig, axes = new_figure(max(5.5, 1.5 * len(base) + 3), 3.6)
         ax = axes[0, 0]
         if base.empty:
             ax.text(0.5, 0.5, "no baseline rows (run with baseline=true)", transform=ax.transAxes,
                     ha="center", color="0.4")
             return fig
-        sns.barplot(long, x="setup", y="percent", hue="leaning", palette=LEANING_COLORS, ax=ax,
-                    hue_order=list(LEANING_COLORS))
+        sns.barplot(long, x="label", y="percent", hue="leaning", palette=LEANING_COLORS, ax=ax,
+                    hue_order=list(LEANINGS))
         for bars in ax.containers:
             ax.bar_label(bars, fmt="%.1f", fontsize=8, padding=1)
         ax.set(xlabel="", ylabel="% of synthetic articles", ylim=(0, 105),
                title="Leaning of the un-fine-tuned model's continuations")
-        ax.legend(title="", ncols=3, loc="upper right")
-        ax.tick_params(axis="x", labelrotation=15 if len(base) > 3 else 0)
+        legend_outside(ax, title="")
     return fig
 
 
-def _lines(ax, metrics, column: str, *, scale: float = 1.0, ci: tuple[str, str] | None = None):
-    colors = setup_colors(metrics["setup"])
-    overlay = not all(map(is_paper, metrics["setup"]))
-    for setup, g in metrics.groupby("setup", sort=False):
-        g = g.sort_values("generation").dropna(subset=[column])
-        if g.empty:
-            continue
-        ax.plot(g["generation"], scale * g[column], label=setup, **line_kwargs(setup, colors[setup], overlay))
-        if ci is not None:
-            ax.fill_between(g["generation"], scale * g[ci[0]], scale * g[ci[1]], color=colors[setup],
-                            alpha=0.12 if overlay and is_paper(setup) else 0.22, lw=0)
-    generation_axis(ax, metrics.dropna(subset=[column])["generation"])
-    if ax.lines:
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    else:
+def _lines(ax, summary, column: str, *, scale: float = 1.0, band: bool = True, legend: bool = True):
+    """One curve per setup (mean over seeds), its band shaded; setups are dodged a little along x so that
+    coinciding curves stay visible."""
+    styles = line_styles(summary["setup"])
+    overlay = not all(map(is_paper, styles))
+    data = summary.dropna(subset=[column]) if column in summary else summary.iloc[:0]
+    setups = list(dict.fromkeys(data["setup"]))
+    dodge = 0.05 if len(setups) > 1 else 0.0
+    for i, setup in enumerate(setups):
+        g = data[data["setup"] == setup].sort_values("generation")
+        x = g["generation"] + dodge * (i - (len(setups) - 1) / 2)
+        ax.plot(x, scale * g[column], label=setup, **styles[setup])
+        lo, hi = f"{column}_band_low", f"{column}_band_high"
+        if band and lo in g and g[lo].notna().any():
+            ax.fill_between(x, scale * g[lo], scale * g[hi], color=styles[setup]["color"], lw=0,
+                            alpha=0.10 if overlay and is_paper(setup) else 0.18)
+    generation_axis(ax, data["generation"])
+    if not ax.lines:
         ax.text(0.5, 0.5, f"no {column} values", transform=ax.transAxes, ha="center", color="0.4")
+    elif legend:
+        legend_outside(ax, title=BAND_NOTE if band else None)
 
 
-def fig_right_share(metrics):
+def fig_right_share(summary):
     """Fig. 4 / 6: % of synthetic articles classified right-leaning, per generation and setup."""
     with style():
         fig, axes = new_figure(8, 4)
         ax = axes[0, 0]
-        _lines(ax, metrics, "share_right", scale=100)
-        ax.set(ylabel="% right-leaning", title="Right-leaning share across generations")
-        ax.set_ylim(0, max(ax.get_ylim()[1], 50))
+        _lines(ax, summary, "share_right", scale=100)
+        ax.set(ylabel="% right-leaning (mean over seeds)", title="Right-leaning share across generations")
+        ax.set_ylim(-2, max(ax.get_ylim()[1], 50))
     return fig
 
 
-def fig_leaning_shares(metrics):
-    """All three leaning shares per generation, one panel per setup."""
-    setups = list(dict.fromkeys(metrics["setup"]))
+def fig_leaning_shares(summary):
+    """All three leaning shares per generation, one panel per setup; the legend below the panels."""
+    setups = list(dict.fromkeys(summary["setup"]))
     overlay = not all(map(is_paper, setups))
-    ncols = min(3, len(setups))
-    nrows = int(np.ceil(len(setups) / ncols))
+    ncols = max(1, min(3, len(setups)))
+    nrows = max(1, int(np.ceil(len(setups) / ncols)))
     with style():
-        fig, axes = new_figure(3.7 * ncols, 2.7 * nrows + 0.3, nrows, ncols, sharex=True, sharey=True)
+        fig, axes = new_figure(3.7 * ncols, 2.7 * nrows + 0.6, nrows, ncols, sharex=True, sharey=True)
         for ax, setup in zip(axes.flat, setups, strict=False):
-            g = metrics[metrics["setup"] == setup].sort_values("generation")
+            g = summary[summary["setup"] == setup].sort_values("generation")
             for k, color in LEANING_COLORS.items():
                 ax.plot(g["generation"], 100 * g[f"share_{k}"], color=color, marker="o", ms=3.5, label=k,
                         ls="--" if overlay and is_paper(setup) else "-")
+                if f"share_{k}_band_low" in g:
+                    ax.fill_between(g["generation"], 100 * g[f"share_{k}_band_low"],
+                                    100 * g[f"share_{k}_band_high"], color=color, alpha=0.15, lw=0)
             ax.set(title=setup, ylim=(0, 100))
         for ax in list(axes.flat)[len(setups):]:
             ax.set_visible(False)
         for ax in axes.flat:
-            generation_axis(ax, metrics["generation"])
+            generation_axis(ax, summary["generation"])
             ax.tick_params(axis="x", labelsize=8)
+        for i, ax in enumerate(axes.flat):   # generation labels only on the lowest panel of each column
+            bottom = i + ncols >= len(setups)
+            ax.xaxis.set_tick_params(labelbottom=bottom)
+            ax.set_xlabel("generation" if bottom else "")
         for ax in axes[:, 0]:
             ax.set_ylabel("% of articles")
-        axes.flat[0].legend(fontsize=8, ncols=3, loc="upper center")
+        if setups:
+            legend_outside(fig, handles=axes.flat[0].lines[:3], labels=list(LEANINGS))
     return fig
 
 
-def _mean_ci_figure(metrics, metric: str, ylabel: str, title: str):
+def fig_quality(summary):
+    """Fig. 5 / 7: mean quality index with its band, on the index's whole range 0 (noise) .. 3 (clean)."""
     with style():
         fig, axes = new_figure(8, 4)
-        _lines(axes[0, 0], metrics, f"{metric}_mean", ci=(f"{metric}_ci_low", f"{metric}_ci_high"))
-        axes[0, 0].set(ylabel=ylabel, title=title)
+        _lines(axes[0, 0], summary, "quality_mean")
+        quality_axis(axes[0, 0], "quality index (mean over seeds)")
+        axes[0, 0].set_title("Generation quality across generations")
     return fig
 
 
-def fig_quality(metrics):
-    """Fig. 5 / 7: mean quality index with its 95% CI band."""
-    return _mean_ci_figure(metrics, "quality", "quality index (mean, 95% CI)", "Generation quality across generations")
+def fig_perplexity(summary):
+    """Fig. 11: mean perplexity with its band."""
+    with style():
+        fig, axes = new_figure(8, 4)
+        _lines(axes[0, 0], summary, "perplexity_mean")
+        axes[0, 0].set(ylabel="perplexity (mean over seeds)", title="Perplexity of the synthetic articles")
+    return fig
 
 
-def fig_perplexity(metrics):
-    """Fig. 11: mean perplexity with its 95% CI band."""
-    return _mean_ci_figure(metrics, "perplexity", "perplexity (mean, 95% CI)", "Perplexity of the synthetic articles")
+def has_collapse(summary) -> bool:
+    return any(c in summary and summary[c].notna().any() for c in COLLAPSE)
+
+
+def fig_collapse(summary):
+    """The instrument-free collapse measures (no classifier involved), one panel each."""
+    with style():
+        fig, axes = new_figure(11, 6.5, 2, 2, sharex=True)
+        for i, (ax, (col, label)) in enumerate(zip(axes.flat, COLLAPSE.items(), strict=True)):
+            if col in summary:
+                _lines(ax, summary, col, legend=False)
+            ax.set(ylabel=label, title=label)
+            if i == 1 and ax.lines:
+                legend_outside(ax, title=BAND_NOTE)
+        fig.suptitle("Collapse measures of the synthetic articles (instrument-free, no classifier involved)")
+    return fig
 
 
 def fig_quality_distribution(scores):
-    """Fig. 8-10: per-article quality index by generation, one violin panel per setup (shared axes)."""
+    """Fig. 8-10: per-article quality index by generation (seeds pooled), one violin panel per setup; each
+    panel shows the versions it has (the paper published no baseline quality)."""
     scores = scores.dropna(subset=["quality"])
     setups = list(dict.fromkeys(scores["setup"]))
     colors = setup_colors(setups)
-    order = sorted(scores["generation"].unique())
+    n_versions = scores.groupby("setup")["generation"].nunique().max() if setups else 1
     ncols = 2 if len(setups) > 3 else 1
     nrows = max(1, int(np.ceil(len(setups) / ncols)))
     with style():
-        fig, axes = new_figure(max(6, 0.5 * len(order) + 2) * ncols, 2.3 * nrows + 0.4, nrows, ncols,
-                               sharex=True, sharey=True)
+        fig, axes = new_figure(max(6, 0.5 * n_versions + 2) * ncols, 2.4 * nrows + 0.4, nrows, ncols, sharey=True)
         for ax, setup in zip(axes.flat, setups, strict=False):
             g = scores[scores["setup"] == setup]
+            order = sorted(g["generation"].unique())
             light = tuple(0.45 * np.asarray(mpl.colors.to_rgb(colors[setup])) + 0.55)  # tint towards white
             sns.violinplot(g, x="generation", y="quality", order=order, color=light, cut=0, inner="quartile",
                            linewidth=0.9, linecolor=colors[setup], density_norm="width", ax=ax)
-            ax.set(title=setup, ylabel="quality index", xlabel="")
+            ax.set_xticks(range(len(order)), ["base" if x < 0 else str(x) for x in order])
+            ax.set(title=setup, xlabel="generation")
+            quality_axis(ax)
         for ax in list(axes.flat)[len(setups):]:
             ax.set_visible(False)
-        for ax in axes[-1]:
-            ax.set_xticks(range(len(order)), ["base" if x < 0 else str(x) for x in order])
-            ax.set_xlabel("generation")
         if not setups:
             axes[0, 0].set_title("no per-article quality scores")
+    return fig
+
+
+def fig_confusion(matrices: dict, classes) -> Figure:
+    """A trained classifier's test confusion matrix [true, predicted] per backbone (title -> counts)."""
+    with style():
+        fig, axes = new_figure(4.2 * len(matrices), 3.8, 1, len(matrices))
+        for ax, (title, cm) in zip(axes[0], matrices.items(), strict=True):
+            sns.heatmap(np.asarray(cm), annot=True, fmt="d", cmap="Blues", cbar=False, ax=ax,
+                        xticklabels=classes, yticklabels=classes)
+            ax.set(title=title, xlabel="predicted", ylabel="true")
     return fig

@@ -1,137 +1,215 @@
 """Tables, figures and article trajectories of a sweep (and/or the paper's published scores).
 
-    python -m bias_amp.report SWEEP [--out DIR] [--paper DIR] [--articles ID,ID] [--n-articles 3] [--seed 0]
-    python -m bias_amp.report --paper ../shared/reference/paper_scores --out DIR     # the paper's own curves
+    python -m bias_amp.report SWEEP [key=value ...]       (= sweep=SWEEP; keys in conf/report.yaml)
+    python -m bias_amp.report paper=../shared/reference/paper_scores out=DIR     # the paper's own curves
 
 Written to OUT (default SWEEP/report/), listed in OUT/README.md:
-  metrics_table.csv/.md         per setup x generation: n_articles, left/center/right shares, quality and
-                                perplexity mean with 95% CI (the sweep's metrics.csv rows, baseline = -1)
-  paper_metrics_table.csv/.md   the same from the paper's published scores (with --paper)
-  fig3_baseline_leaning.png     leaning shares of the un-fine-tuned model's synthesis per setup (Fig. 3)
+  summary_table.csv/.md         per setup x generation: n_seeds, the mean over seeds of the leaning shares,
+                                quality index and perplexity, and their band (the 95% CI of a single seed,
+                                min-max over seeds when there are several)
+  metrics_table.csv/.md         every run's metrics.csv rows (setup x seed x version, baseline = -1)
+  paper_metrics_table.csv/.md   the paper's published scores in the same schema (with paper=DIR)
+  fig3_baseline_leaning.png     leaning shares of the un-fine-tuned model, per decoding rule (Fig. 3)
   fig4_right_share.png          % right-leaning across generations per setup (Fig. 4, 6)
   fig4_leaning_shares.png       left/center/right shares across generations, one panel per setup
-  fig5_quality.png              quality index mean and 95% CI band (Fig. 5, 7)
-  fig8_quality_distribution.png per-article quality index by generation (Fig. 8-10)
-  fig11_perplexity.png          perplexity mean and 95% CI band (Fig. 11)
+  fig5_quality.png              quality index, 0 = noise .. 3 = clean (Fig. 5, 7)
+  fig8_quality_distribution.png per-article quality index by generation, seeds pooled (Fig. 8-10)
+  fig11_perplexity.png          perplexity (Fig. 11)
+  fig_collapse.png              instrument-free collapse measures (distinct-n, repeated 4-grams, compression)
   trajectories.md               chosen articles: the original and every version's continuation (App. C, F)
-The paper's setups (paper-none, ...) are drawn dashed beside the sweep's own.
+The paper's setups (paper-none, ...) are drawn dashed beside the sweep's own. Made with smoke instruments
+(any metrics row with smoke_instruments true), every figure, markdown table and the index carry the banner
+"SMOKE instruments — not real measurements".
 """
 
 from __future__ import annotations
 
-import argparse
 import random
 from pathlib import Path
 
+import hydra
 import pandas as pd
+import yaml
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from bias_amp import paper_scores, plots
-from bias_amp.errors import ConfigError, check
+from bias_amp import cli, paper_scores, plots
+from bias_amp.errors import check, check_range
 from bias_amp.io import read_jsonl, write_csv, write_text
+from bias_amp.layout import LEANINGS, run_dirs, version_name
 
 REQUIRED = ["setup", "generation", "n_articles", "share_left", "share_center", "share_right", "quality_mean",
             "quality_ci_low", "quality_ci_high", "perplexity_mean", "perplexity_ci_low", "perplexity_ci_high"]
-TABLE_COLUMNS = ["setup", "version", "generation", *REQUIRED[2:]]
+TABLE_COLUMNS = ["setup", "seed", "version", "generation", *REQUIRED[2:]]
+# summary values: the mean over seeds; banded ones also get <column>_band_low/high
+BANDS = {**{f"share_{k}": (f"share_{k}_ci_low", f"share_{k}_ci_high") for k in LEANINGS},
+         "quality_mean": ("quality_ci_low", "quality_ci_high"),
+         "perplexity_mean": ("perplexity_ci_low", "perplexity_ci_high"),
+         **{c: None for c in plots.COLLAPSE}}
+MEANS = ["n_articles", "n_unscorable", *(f"expected_{k}" for k in LEANINGS), "train_loss"]
+PAPER_AUTO = Path(__file__).resolve().parents[2] / "shared" / "reference" / "paper_scores"
 FIGURES = {
-    "fig3_baseline_leaning.png": (plots.fig_baseline_leaning, "metrics"),
-    "fig4_right_share.png": (plots.fig_right_share, "metrics"),
-    "fig4_leaning_shares.png": (plots.fig_leaning_shares, "metrics"),
-    "fig5_quality.png": (plots.fig_quality, "metrics"),
+    "fig3_baseline_leaning.png": (plots.fig_baseline_leaning, "summary"),
+    "fig4_right_share.png": (plots.fig_right_share, "summary"),
+    "fig4_leaning_shares.png": (plots.fig_leaning_shares, "summary"),
+    "fig5_quality.png": (plots.fig_quality, "summary"),
     "fig8_quality_distribution.png": (plots.fig_quality_distribution, "scores"),
-    "fig11_perplexity.png": (plots.fig_perplexity, "metrics"),
+    "fig11_perplexity.png": (plots.fig_perplexity, "summary"),
 }
+COLLAPSE_FIGURE = "fig_collapse.png"
 
 
 # --- reading a sweep ---
 
-def setup_dirs(sweep) -> list[Path]:
-    """Every <setup>/ of a sweep that has a metrics.csv, sorted by name."""
+def _decoding(run: Path) -> str | None:
+    path = run / "config.yaml"
+    if not path.is_file():
+        return None
+    return ((yaml.safe_load(path.read_text()) or {}).get("decoding") or {}).get("name")
+
+
+def load_runs(sweep, required=()) -> pd.DataFrame:
+    """Every run's metrics.csv rows (runs found by `layout.run_dirs`), with `run_dir`, `setup`, `seed` and
+    `decoding` (from the run's config.yaml) filled in where the file lacks them; each file must hold the
+    `required` columns."""
     sweep = Path(sweep)
     check(sweep.is_dir(), "sweep", "an existing sweep directory", str(sweep))
-    dirs = sorted(p.parent for p in sweep.glob("*/metrics.csv"))
-    check(bool(dirs), "sweep", "a directory holding <setup>/metrics.csv", str(sweep))
-    return dirs
+    runs = [d for d in run_dirs(sweep) if (d / "metrics.csv").is_file()]
+    check(bool(runs), "sweep", "a directory holding <setup>/seed_<n>/metrics.csv", str(sweep))
+    frames = []
+    for d in runs:
+        df = pd.read_csv(d / "metrics.csv")
+        missing = [c for c in required if c not in df]
+        check(not missing, f"{d.parent.name}/{d.name}/metrics.csv", f"columns {list(required)}", f"missing {missing}")
+        for col, value in (("setup", d.parent.name), ("seed", int(d.name[5:])), ("decoding", _decoding(d))):
+            if col not in df:
+                df[col] = value
+        if "version" not in df:
+            df["version"] = df["generation"].map(version_name)
+        frames.append(df.drop_duplicates("version", keep="last").assign(run_dir=str(d)))
+    return pd.concat(frames, ignore_index=True)
 
 
 def load_metrics(sweep) -> pd.DataFrame:
-    """All setups' metrics.csv rows, sorted by setup and generation."""
-    frames = []
-    for d in setup_dirs(sweep):
-        df = pd.read_csv(d / "metrics.csv")
-        missing = [c for c in REQUIRED if c not in df.columns]
-        check(not missing, f"{d.name}/metrics.csv", f"columns {REQUIRED}", f"missing {missing}")
-        if "version" not in df.columns:
-            df["version"] = df["generation"].map(paper_scores.version_name)
-        frames.append(df)
-    df = pd.concat(frames, ignore_index=True)
-    return df.sort_values(["setup", "generation"], kind="stable").reset_index(drop=True)
-
-
-def _version_dir(sweep: Path, row) -> Path:
-    return Path(sweep) / row.setup / row.version
+    """All runs' metrics.csv rows, sorted by setup, seed and generation."""
+    df = load_runs(sweep, REQUIRED)
+    return df.sort_values(["setup", "seed", "generation"], kind="stable").reset_index(drop=True)
 
 
 def load_scores(sweep, metrics: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per-article scores.csv of every version listed in metrics.csv, with setup and generation columns.
-    Versions without a scores.csv (a run in progress) are left out."""
+    """Per-article scores.csv of every version listed in metrics.csv, with setup, seed and generation
+    columns. Versions without a scores.csv (a run in progress) are left out."""
     metrics = load_metrics(sweep) if metrics is None else metrics
     frames = []
     for row in metrics.itertuples():
-        path = _version_dir(sweep, row) / "scores.csv"
+        path = Path(row.run_dir) / row.version / "scores.csv"
         if path.exists():
             df = pd.read_csv(path, dtype={"id": str, "label": str})
-            frames.append(df.assign(setup=row.setup, generation=int(row.generation)))
+            frames.append(df.assign(setup=row.setup, seed=int(row.seed), generation=int(row.generation)))
     if not frames:
-        return pd.DataFrame(columns=paper_scores.SCORE_COLUMNS)
+        return pd.DataFrame(columns=[*paper_scores.SCORE_COLUMNS, "seed"])
     return pd.concat(frames, ignore_index=True)
+
+
+def is_smoke(metrics: pd.DataFrame) -> bool:
+    """True when any row was measured with smoke instruments (a missing column counts as not smoke)."""
+    if "smoke_instruments" not in metrics:
+        return False
+    return bool(metrics["smoke_instruments"].astype(str).str.strip().str.lower().isin(["true", "1", "1.0"]).any())
+
+
+def resolve_paper(paper) -> Path | None:
+    """The paper overlay of report and notebook: `auto` = ../shared/reference/paper_scores when present,
+    null/none = no overlay, else that directory (which must exist)."""
+    if paper is None or str(paper).lower() in ("", "null", "none"):
+        return None
+    if str(paper) == "auto":
+        return PAPER_AUTO if PAPER_AUTO.is_dir() else None
+    check(Path(paper).is_dir(), "paper", "a directory of the paper's score CSVs, auto or null", str(paper))
+    return Path(paper)
 
 
 # --- tables ---
 
 def metrics_table(metrics: pd.DataFrame) -> pd.DataFrame:
-    """The per setup x generation table (values as in metrics.csv: shares 0..1)."""
+    """The per run x version table (values as in metrics.csv: shares 0..1)."""
     return metrics.reindex(columns=TABLE_COLUMNS).reset_index(drop=True)
 
 
-def _ci(m, lo, hi, digits: int) -> str:
-    return "n/a" if pd.isna(m) else f"{m:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+def aggregate(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per setup x generation: n_seeds, the mean over seeds of every summary value, and for the banded ones
+    <column>_band_low/high: the 95% CI of the one seed (NaN without CI columns), min-max over seeds."""
+    m = metrics if "seed" in metrics else metrics.assign(seed=0)
+    rows = []
+    for (setup, gen), g in m.groupby(["setup", "generation"], sort=False):
+        row = {"setup": setup, "version": version_name(int(gen)), "generation": int(gen),
+               "n_seeds": int(g["seed"].nunique()), "smoke_instruments": is_smoke(g),
+               "decoding": g["decoding"].dropna().iloc[0] if "decoding" in g and g["decoding"].notna().any() else None}
+        for col in [c for c in MEANS if c in g]:
+            row[col] = g[col].mean()
+        for col, ci in BANDS.items():
+            if col not in g:
+                continue
+            row[col] = g[col].mean()
+            if len(g) > 1:
+                row[f"{col}_band_low"], row[f"{col}_band_high"] = g[col].min(), g[col].max()
+            elif ci is not None and ci[0] in g:
+                row[f"{col}_band_low"], row[f"{col}_band_high"] = g[ci[0]].iat[0], g[ci[1]].iat[0]
+            else:
+                row[f"{col}_band_low"] = row[f"{col}_band_high"] = float("nan")
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    """Shares as percentages, quality / perplexity as `mean [95% CI]`."""
-    lines = ["| setup | generation | n | % left | % center | % right | quality index | perplexity |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
+def _ci(m, lo, hi, digits: int, scale: float = 1.0) -> str:
+    if pd.isna(m):
+        return "n/a"
+    band = "" if pd.isna(lo) else f" [{scale * lo:.{digits}f}, {scale * hi:.{digits}f}]"
+    return f"{scale * m:.{digits}f}{band}"
+
+
+def _gen(g) -> str:
+    return "base" if g < 0 else str(int(g))
+
+
+def _banner(smoke: bool) -> str:
+    return f"> **{plots.SMOKE_BANNER}**\n\n" if smoke else ""
+
+
+def markdown_table(table: pd.DataFrame, smoke: bool = False) -> str:
+    """Every run's rows: shares as percentages, quality / perplexity as `mean [95% CI]`."""
+    lines = ["| setup | seed | generation | n | % left | % center | % right | quality index | perplexity |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"]
     for r in table.itertuples():
-        gen = "base" if r.generation < 0 else str(int(r.generation))
-        lines.append(f"| {r.setup} | {gen} | {int(r.n_articles)} | {100 * r.share_left:.1f} | "
+        seed = "" if pd.isna(r.seed) else str(int(r.seed))
+        lines.append(f"| {r.setup} | {seed} | {_gen(r.generation)} | {int(r.n_articles)} | {100 * r.share_left:.1f} | "
                      f"{100 * r.share_center:.1f} | {100 * r.share_right:.1f} | "
                      f"{_ci(r.quality_mean, r.quality_ci_low, r.quality_ci_high, 3)} | "
                      f"{_ci(r.perplexity_mean, r.perplexity_ci_low, r.perplexity_ci_high, 2)} |")
-    return "\n".join(lines) + "\n"
+    return _banner(smoke) + "\n".join(lines) + "\n"
+
+
+def markdown_summary(summary: pd.DataFrame, smoke: bool = False) -> str:
+    """Mean over seeds [band]: the 95% CI of one seed, min-max over several."""
+    lines = ["Mean over seeds [band: the 95% CI of a single seed, min–max over seeds when n_seeds > 1].", "",
+             "| setup | generation | seeds | n | % left | % center | % right | quality index (0–3) | perplexity |",
+             "| --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |"]
+    for r in summary.itertuples():
+        shares = [_ci(getattr(r, f"share_{k}"), getattr(r, f"share_{k}_band_low"),
+                      getattr(r, f"share_{k}_band_high"), 1, 100) for k in LEANINGS]
+        lines.append(f"| {r.setup} | {_gen(r.generation)} | {r.n_seeds} | {r.n_articles:g} | {' | '.join(shares)} | "
+                     f"{_ci(r.quality_mean, r.quality_mean_band_low, r.quality_mean_band_high, 3)} | "
+                     f"{_ci(r.perplexity_mean, r.perplexity_mean_band_low, r.perplexity_mean_band_high, 2)} |")
+    return _banner(smoke) + "\n".join(lines) + "\n"
 
 
 # --- trajectories (App. C, F) ---
 
-def _real_articles(sweep: Path, setup: str) -> dict[str, dict]:
-    path = sweep / setup / "real.jsonl"
-    return {str(a["id"]): a for a in read_jsonl(path)} if path.exists() else {}
-
-
-def _synthetic(sweep: Path, metrics: pd.DataFrame) -> dict[tuple[str, int], dict[str, dict]]:
-    out = {}
-    for row in metrics.itertuples():
-        path = _version_dir(sweep, row) / "articles.jsonl"
-        if path.exists():
-            out[row.setup, int(row.generation)] = {str(a["id"]): a for a in read_jsonl(path)}
-    return out
-
-
 def choose_articles(scores: pd.DataFrame, n: int = 3, seed: int = 0) -> list[str]:
-    """`n` article ids (seeded) among those scored in every version of the first setup."""
+    """`n` article ids (seeded) among those scored in every version of the first run."""
     if scores.empty:
         return []
-    first = scores[scores["setup"] == scores["setup"].iloc[0]]
+    first = scores[(scores["setup"] == scores["setup"].iloc[0]) & (scores["seed"] == scores["seed"].iloc[0])]
     counts = first.groupby("id")["generation"].nunique()
     ids = sorted(counts[counts == first["generation"].nunique()].index, key=str)
     return sorted(random.Random(seed).sample(ids, min(n, len(ids))), key=str)
@@ -141,32 +219,39 @@ def _quote(text: str) -> str:
     return "\n".join("> " + line if line.strip() else ">" for line in str(text).strip().splitlines()) or "> (empty)"
 
 
-def trajectories(sweep, metrics: pd.DataFrame, scores: pd.DataFrame, ids: list[str]) -> str:
-    """Markdown: per article, the original (SWEEP/<setup>/real.jsonl when present) and, per setup and
-    version, the continuation with its leaning probabilities and quality index."""
-    sweep = Path(sweep)
-    synthetic = _synthetic(sweep, metrics)
+def _by_id(path: Path) -> dict[str, dict]:
+    return {str(a["id"]): a for a in read_jsonl(path)} if path.exists() else {}
+
+
+def trajectories(metrics: pd.DataFrame, scores: pd.DataFrame, ids: list[str]) -> str:
+    """Markdown: per article and run, the original (the run's real.jsonl when present) and every version's
+    continuation with its leaning probabilities and quality index."""
+    runs = list(dict.fromkeys(metrics["run_dir"]))
+    synthetic = {(r.run_dir, int(r.generation)): _by_id(Path(r.run_dir) / r.version / "articles.jsonl")
+                 for r in metrics.itertuples()} if ids else {}
     known = set(scores["id"]) | {i for arts in synthetic.values() for i in arts}
     missing = [i for i in ids if i not in known]
     check(not missing, "articles", "ids of articles in the sweep", missing)
     wanted = scores[scores["id"].isin(ids)]
-    by_key = {(r["setup"], int(r["generation"]), r["id"]): r for r in wanted.to_dict("records")}
-    reals = {setup: _real_articles(sweep, setup) for setup in dict.fromkeys(metrics["setup"])}
-    md = ["# Article trajectories", "",
+    by_key = {(r["setup"], int(r["seed"]), int(r["generation"]), r["id"]): r for r in wanted.to_dict("records")}
+    reals = {run: _by_id(Path(run) / "real.jsonl") for run in runs} if ids else {}
+    md = [_banner(is_smoke(metrics)) + "# Article trajectories", "",
           "Each version's continuation of the article's blocks, with its leaning probabilities "
-          "(left / center / right) and quality index.", ""]
+          "(left / center / right) and quality index (0 = noise .. 3 = clean).", ""]
     for aid in ids:
         md += [f"## Article {aid}", ""]
-        for setup in dict.fromkeys(metrics["setup"]):
-            real = reals[setup].get(aid)
-            md += [f"### {setup}", ""]
+        for run in runs:
+            rows = metrics[metrics["run_dir"] == run]
+            setup, seed = rows["setup"].iat[0], int(rows["seed"].iat[0])
+            md += [f"### {setup}, seed {seed}", ""]
+            real = reals[run].get(aid)
             if real is not None:
                 md += [f"**Original** ({real.get('label', '?')}) — *{real.get('title', '')}*", "",
                        _quote(real.get("body", "")), ""]
-            for row in metrics[metrics["setup"] == setup].itertuples():
+            for row in rows.itertuples():
                 gen = int(row.generation)
-                art = synthetic.get((setup, gen), {}).get(aid)
-                s = by_key.get((setup, gen, aid))
+                art = synthetic.get((run, gen), {}).get(aid)
+                s = by_key.get((setup, seed, gen, aid))
                 head = f"**{row.version}**"
                 if s is not None:
                     head += (f" — {s['leaning']} (L {s['p_left']:.3f} / C {s['p_center']:.3f} / "
@@ -178,46 +263,60 @@ def trajectories(sweep, metrics: pd.DataFrame, scores: pd.DataFrame, ids: list[s
 
 # --- the report ---
 
-def write_figures(out: Path, metrics: pd.DataFrame, scores: pd.DataFrame) -> list[Path]:
-    data = {"metrics": metrics, "scores": scores}
+def write_figures(out: Path, summary: pd.DataFrame, scores: pd.DataFrame, smoke: bool = False) -> list[Path]:
+    """Every figure of FIGURES (and fig_collapse.png when the collapse columns are present); with `smoke`
+    each carries the smoke banner (not the instrument-free collapse figure)."""
+    data = {"summary": summary, "scores": scores}
+    figures = {name: (draw, data[kind]) for name, (draw, kind) in FIGURES.items()}
+    if plots.has_collapse(summary):
+        figures[COLLAPSE_FIGURE] = (plots.fig_collapse, summary)
     paths = []
-    for name, (draw, kind) in tqdm(FIGURES.items(), desc="figures", leave=False):
-        plots.save(draw(data[kind]), out / name)
+    for name, (draw, frame) in tqdm(figures.items(), desc="figures", leave=False):
+        fig = draw(frame)
+        if smoke and name != COLLAPSE_FIGURE:
+            plots.banner(fig)
+        plots.save(fig, out / name)
         paths.append(out / name)
     return paths
-
-
-def _write_table(out: Path, stem: str, table: pd.DataFrame) -> list[Path]:
-    return [write_csv(out / f"{stem}.csv", table), write_text(out / f"{stem}.md", markdown_table(table))]
 
 
 def build(sweep=None, out=None, paper=None, articles: list[str] | None = None, n_articles: int = 3,
           seed: int = 0) -> list[Path]:
     """Write the report; returns the written paths. Needs a sweep, the paper's scores, or both."""
-    check(sweep is not None or paper is not None, "sweep", "a sweep directory or --paper DIR", None)
-    check(out is not None or sweep is not None, "out", "an output directory (--out) when there is no sweep")
-    check(n_articles >= 0, "n_articles", "an integer >= 0", n_articles)
+    check(sweep is not None or paper is not None, "sweep", "a sweep directory (sweep=DIR) or paper=DIR", None)
+    check(out is not None or sweep is not None, "out", "an output directory (out=DIR) when there is no sweep")
+    check_range(n_articles, "n_articles", 0, integer=True)
     out = Path(out) if out is not None else Path(sweep) / "report"
-    metrics = load_metrics(sweep) if sweep is not None else pd.DataFrame(columns=TABLE_COLUMNS)
+    metrics = load_metrics(sweep) if sweep is not None else pd.DataFrame(columns=[*TABLE_COLUMNS, "run_dir"])
     paper_metrics = paper_scores.load_metrics(paper) if paper is not None else None
     scores = load_scores(sweep, metrics) if sweep is not None else pd.DataFrame(columns=paper_scores.SCORE_COLUMNS)
+    smoke = is_smoke(metrics)
     traj = None
     if sweep is not None:  # first: a bad article id fails before anything is written
-        ids = articles if articles is not None else choose_articles(scores, n_articles, seed)
-        traj = trajectories(sweep, metrics, scores, ids)
+        ids = list(articles) if articles is not None else choose_articles(scores, n_articles, seed)
+        traj = trajectories(metrics, scores, ids)
     written: list[Path] = []
+    summary = aggregate(metrics) if sweep is not None else pd.DataFrame()
     if sweep is not None:
-        written += _write_table(out, "metrics_table", metrics_table(metrics))
-    all_metrics, all_scores = metrics, scores
+        written += [write_csv(out / "summary_table.csv", summary),
+                    write_text(out / "summary_table.md", markdown_summary(summary, smoke)),
+                    write_csv(out / "metrics_table.csv", metrics_table(metrics)),
+                    write_text(out / "metrics_table.md", markdown_table(metrics_table(metrics), smoke))]
+    all_summary, all_scores = summary, scores
     if paper_metrics is not None:
-        written += _write_table(out, "paper_metrics_table", metrics_table(paper_metrics))
-        all_metrics = pd.concat([metrics, paper_metrics], ignore_index=True) if sweep is not None else paper_metrics
+        table = metrics_table(paper_metrics)
+        written += [write_csv(out / "paper_metrics_table.csv", table),
+                    write_text(out / "paper_metrics_table.md", markdown_table(table))]
         paper_articles = paper_scores.load_articles(paper)
+        all_summary = pd.concat([summary, aggregate(paper_metrics)], ignore_index=True)
         all_scores = pd.concat([scores, paper_articles], ignore_index=True) if sweep is not None else paper_articles
-    written += write_figures(out, all_metrics, all_scores)
+    written += write_figures(out, all_summary, all_scores, smoke)
     if traj is not None:
         written.append(write_text(out / "trajectories.md", traj))
-    index = ["# Report", "", f"sweep: `{sweep}`" if sweep is not None else "sweep: none",
+    index = [f"# {plots.SMOKE_BANNER}\n\nThe leaning and quality numbers of this report come from smoke "
+             "instruments (small models trained on the fly): they test the pipeline, they measure nothing. "
+             "The collapse measures are instrument-free.\n" if smoke else "",
+             "# Report", "", f"sweep: `{sweep}`" if sweep is not None else "sweep: none",
              f"paper scores: `{paper}`" if paper is not None else "paper scores: none", "",
              *(f"- [{p.name}]({p.name})" for p in written), ""]
     written.append(write_text(out / "README.md", "\n".join(index) + "\n```\n" + _files_doc() + "```\n"))
@@ -227,28 +326,29 @@ def build(sweep=None, out=None, paper=None, articles: list[str] | None = None, n
 def _files_doc() -> str:
     """The file list of this module's docstring (kept in one place)."""
     doc = __doc__ or ""
-    return doc[doc.index("  metrics_table"):doc.index("The paper's setups")]
+    return doc[doc.index("  summary_table"):doc.index("The paper's setups")]
 
 
-def _parse(argv=None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m bias_amp.report", description=__doc__.split("\n\n")[0])
-    ap.add_argument("sweep", nargs="?", help="sweep directory (multirun/<experiment_name>)")
-    ap.add_argument("--out", help="output directory (default SWEEP/report)")
-    ap.add_argument("--paper", help="directory of the paper's published score CSVs: drawn dashed")
-    ap.add_argument("--articles", help="comma-separated article ids for trajectories.md")
-    ap.add_argument("--n-articles", type=int, default=3, help="articles chosen (seeded) when --articles is absent")
-    ap.add_argument("--seed", type=int, default=0)
-    return ap.parse_args(argv)
+def run(cfg: DictConfig) -> list[Path]:
+    """The app: conf/report.yaml's keys -> build()."""
+    check(cfg.sweep is not None or cfg.paper not in (None, "auto"), "sweep",
+          "a sweep directory (SWEEP or sweep=DIR), or paper=DIR out=DIR for the paper's curves alone")
+    articles = cfg.get("articles")
+    check(articles is None or OmegaConf.is_list(articles), "articles", "a list of article ids or null", articles)
+    return build(cfg.sweep, cfg.out, resolve_paper(cfg.paper),
+                 None if articles is None else [str(a) for a in articles], cfg.n_articles, cfg.seed)
 
 
-def main(argv=None) -> None:
-    args = _parse(argv)
-    ids = [i.strip() for i in args.articles.split(",") if i.strip()] if args.articles else None
-    try:
-        paths = build(args.sweep, args.out, args.paper, ids, args.n_articles, args.seed)
-    except ConfigError as e:
-        raise SystemExit(f"error: {e}") from None
+@hydra.main(version_base="1.3", config_path="../conf", config_name="report")
+def _app(cfg: DictConfig) -> None:
+    with cli.one_line_errors():
+        paths = run(cfg)
     print(f"wrote {len(paths)} files to {paths[-1].parent}")
+
+
+def main() -> None:
+    cli.sweep_argument()
+    _app()
 
 
 if __name__ == "__main__":
