@@ -82,7 +82,7 @@ def test_notebook_executes_on_the_sweep(smoke_sweep, tmp_path, monkeypatch, jupy
     from conftest import ROOT
 
     monkeypatch.setenv("BIAS_AMP_SWEEP", str(smoke_sweep))
-    monkeypatch.setenv("BIAS_AMP_PAPER", str(tmp_path / "no-paper"))
+    monkeypatch.setenv("BIAS_AMP_PAPER", "none")   # no overlay (an explicit missing folder is an error)
     nb = nbformat.read(ROOT / "notebooks" / "analysis.ipynb", as_version=4)
     nbclient.NotebookClient(nb, kernel_name=jupyter_kernel, timeout=300,
                             resources={"metadata": {"path": str(ROOT / "notebooks")}}).execute()
