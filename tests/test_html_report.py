@@ -5,8 +5,11 @@ instrument banner and cards, configs, bad input."""
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -14,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
+from plotly.offline import get_plotlyjs
 from test_paper_scores import write_paper_dir
 
 from bias_amp import analyze, html
@@ -114,12 +118,19 @@ def _screenshot(driver, path: Path) -> Path:
 def test_page_in_headless_chromium(browser, sweep, page, tmp_path):
     browser.get_log("performance")
     browser.get(page.as_uri())
-    plots = browser.execute_script("""return [...document.querySelectorAll('.js-plotly-plot')].map(d => ({
-        id: d.id, traces: d.data.length, drawn: d.querySelectorAll('g.trace').length,
-        area: d.querySelector('.main-svg').getBoundingClientRect().width * d.querySelector('.main-svg').getBoundingClientRect().height}))""")
-    assert {p["id"]: p["traces"] for p in plots} == expected_figures(sweep)
-    for p in plots:  # every trace drawn into a visible SVG
-        assert p["drawn"] == p["traces"] and p["area"] > 10_000, p
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    n_figures = WebDriverWait(browser, 60).until(lambda d: d.execute_script("return document.body.dataset.plotted"))
+    plots = browser.execute_script("""return [...document.querySelectorAll('.js-plotly-plot')].map(d => {
+        const box = d.querySelector('.main-svg').getBoundingClientRect();
+        return {id: d.id, traces: d.data.length, area: box.width * box.height,
+                drawn: d.querySelectorAll('.mlayer > g.trace, .mlayer > g.hm').length,
+                marks: [...d.querySelectorAll('.mlayer path, .mlayer image')].filter(e =>
+                    (e.getAttribute('d') || e.getAttribute('href') || '').length > 4).length};
+    })""")
+    assert {p["id"]: p["traces"] for p in plots} == expected_figures(sweep) and int(n_figures) == len(plots)
+    for p in plots:  # every trace drawn into a visible SVG, with marks in it
+        assert p["drawn"] == p["traces"] and p["marks"] >= p["traces"] and p["area"] > 10_000, p
     assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
     sent = [json.loads(e["message"])["message"] for e in browser.get_log("performance")]
     urls = {m["params"]["request"]["url"] for m in sent if m["method"] == "Network.requestWillBeSent"}
@@ -138,7 +149,6 @@ def test_page_in_headless_chromium(browser, sweep, page, tmp_path):
     assert len(browser.execute_script(read)) == len(m)
 
     # the picker switches articles: only the picked one is shown, with its synthetic text
-    from selenium.webdriver.support.ui import Select
 
     picker = Select(browser.find_element("id", "article-picker"))
     keys = [o.get_attribute("value") for o in picker.options]
@@ -167,8 +177,10 @@ def test_page_in_headless_chromium(browser, sweep, page, tmp_path):
 
 def test_page_is_self_contained(page, sweep):
     text = page.read_text()
-    assert text.count("plotly.js v") == 1  # the library embedded once, whatever the number of figures
-    assert "<script src" not in text and 'rel="stylesheet"' not in text
+    # the installed plotly.js embedded once (compressed), whatever the number of figures; nothing linked
+    blobs = re.findall(r'<script type="application/octet-stream" id="plotly-js-gz">([^<]+)</script>', text)
+    assert len(blobs) == 1 and gzip.decompress(base64.b64decode(blobs[0])).decode() == get_plotlyjs()
+    assert "<script src" not in text and "<link" not in text
     for run in run_dirs(sweep):  # each run's resolved config is on the page
         cfg = OmegaConf.load(run / "config.yaml")
         assert f"{sweep.name} · {run.parent.name} · {run.name}" in text and f"setup_name: {cfg.setup_name}" in text
