@@ -144,7 +144,7 @@ def test_rebalance_runs_in_the_loop_on_the_previous_versions_scores(tmp_path):
     from bias_amp.loop import run_setup
 
     run_setup(cfg_for("setup=greedy-rebalance", "generations=2", "baseline=false", "probe.enabled=false",
-                      "train.epochs=1"), tmp_path)
+                      "train.epochs=1", "synthesis.max_blocks=1", "quality.enabled=false", "perplexity.enabled=false"), tmp_path)
     predicted = Counter(pd.read_csv(tmp_path / "gen_00" / "scores.csv").leaning.dropna())
     data = io.read_json(tmp_path / "gen_01" / "train.json")["data"]
     # equal target thirds: each predicted leaning is cut to the rarest one's count
