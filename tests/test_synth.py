@@ -63,7 +63,7 @@ def test_split_blocks_title_then_body_chunks(tiny_tokenizer):
     assert split_blocks(tiny_tokenizer, "", body, 16) == blocks[1:]
     assert split_blocks(tiny_tokenizer, "T", "", 16) == blocks[:0] + [tiny_tokenizer("T")["input_ids"]]
     with pytest.raises(ConfigError, match=r"^synthesis.block_tokens: expected an integer in \[1, inf\], got 0"):
-        split_blocks(tiny_tokenizer, "t", body, 0)
+        synthesize(None, tiny_tokenizer, articles(1), GREEDY, block_tokens=0)  # checked once, before any model work
 
 
 def test_synthesize_structure_ids_labels_order(tiny_model, tiny_tokenizer):
@@ -167,7 +167,10 @@ def test_packed_weights_take_small_inputs_only_and_are_undone(tiny_model, monkey
     assert not any("forward" in vars(m) for m in tiny_model.modules())
     with kernels.packed_weights(tiny_model, rows=3, enabled=False) as packed:
         assert not packed and "forward" not in vars(head)
+    monkeypatch.setattr(kernels.precision, "cpu_flags", lambda: frozenset({"avx2"}))  # no native bf16: not packed
     assert kernels.packing_problem(tiny_model.to(torch.bfloat16)) == "dtype torch.bfloat16"
+    monkeypatch.setattr(kernels.precision, "cpu_flags", lambda: frozenset({"amx_bf16"}))
+    assert kernels.packing_problem(tiny_model) == ""
 
 
 def test_eos_stops_a_row_and_matches_naive(tiny_model, tiny_tokenizer):

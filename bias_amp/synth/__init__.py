@@ -2,30 +2,33 @@
 is continued by 64 new tokens; the synthetic article is the decoded concatenation of the continuations.
 
 Blocks from all articles are batched (sorted by length, left-padded) and continued by an own decode loop for greedy
-and sampling (`decode.py`), or by HF `generate` for anything else (beam search, penalties...). Outputs follow the
-model's dtype and device: bf16 is opt-in through the model config (`model.dtype`), never switched on here."""
+and sampling (`decode.py`), or by HF `generate` for anything else (beam search, penalties...), both in
+`decode.py`; `options.py` validates the decoding kwargs and plans which path runs. `precision` (the run's
+`precision` key) casts the weights, and so the KV cache, for the call (`bias_amp.precision`)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 
 import torch
 from tqdm.auto import tqdm
 
+from bias_amp import compat, precision
 from bias_amp.errors import check, check_range
-from bias_amp.synth.decode import continue_blocks
+from bias_amp.synth.decode import continue_blocks, hf_generate
 from bias_amp.synth.kernels import exact_fast_ops, packed_weights
-from bias_amp.synth.options import Plan, as_dict, plan, validate_decoding
+from bias_amp.synth.options import Decoding, checked, plan, validate_decoding
 
-__all__ = ["split_blocks", "synthesize", "validate_decoding", "generate_blocks"]
+__all__ = ["split_blocks", "synthesize", "validate_decoding", "generate_blocks", "Decoding"]
 
 
 def split_blocks(tokenizer, title: str, body: str, block_tokens: int = 64, max_blocks: int | None = None
                  ) -> list[list[int]]:
     """[title ids] + the body's ids (one tokenisation) cut into consecutive `block_tokens` chunks (last may be
-    shorter), at most `max_blocks` body blocks. An empty title gives no title block, an empty body no body blocks."""
-    check_range(block_tokens, "synthesis.block_tokens", lo=1, integer=True)
+    shorter), at most `max_blocks` body blocks. An empty title gives no title block, an empty body no body blocks.
+    `block_tokens` is trusted (checked once by `synthesize` / the run's validation)."""
     blocks = []
     if title and title.strip():
         blocks.append(tokenizer(title, add_special_tokens=False, verbose=False)["input_ids"])
@@ -40,20 +43,34 @@ def _field(article, key: str):
     return "" if value is None and key in ("title", "body") else value
 
 
-def generate_blocks(model, prompts: list[list[int]], decoding: dict, *, new_tokens: int = 64, batch_size: int = 32,
-                    seed: int = 0, pad_id: int | None = None, progress: bool = False,
-                    on_batch: Callable[[dict], None] | None = None, threads: int | None = None,
-                    packed: bool = True) -> list[list[int]]:
-    """New token ids continuing each prompt (EOS and after removed), in input order. Batches of `batch_size`
-    prompts of similar length. `threads`: torch intra-op threads while decoding (None: leave as is; on a
-    shared CPU, 1 thread per process is often fastest). `packed`: CPU float32 decode steps through oneDNN with
-    packed weights (`kernels.packed_weights`: faster, rounding differs from MKL's)."""
-    decoding = as_dict(decoding)
-    validate_decoding(decoding)
+def _check_args(decoding, new_tokens: int, batch_size: int, threads: int | None, precision_: str | None) -> Decoding:
+    """The one check of a synthesis call's settings (the run checks the same keys in validate.py first)."""
     check_range(new_tokens, "synthesis.new_tokens", lo=1, integer=True)
     check_range(batch_size, "synthesis.batch_size", lo=1, integer=True)
     if threads is not None:
         check_range(threads, "synthesis.threads", lo=1, integer=True)
+    if precision_ is not None:
+        precision.validate(precision_)
+    return checked(decoding)
+
+
+def generate_blocks(model, prompts: list[list[int]], decoding: dict, *, new_tokens: int = 64, batch_size: int = 32,
+                    seed: int = 0, pad_id: int | None = None, progress: bool = False,
+                    on_batch: Callable[[dict], None] | None = None, threads: int | None = None,
+                    packed: bool = True, precision: str | None = None) -> list[list[int]]:
+    """New token ids continuing each prompt (EOS and after removed), in input order. Batches of `batch_size`
+    prompts of similar length. `threads`: torch intra-op threads while decoding (None: leave as is; on a
+    shared CPU, 1 thread per process is often fastest). `packed`: CPU decode steps through oneDNN with packed
+    weights (`kernels.packed_weights`: faster, rounding differs from MKL's). `precision`: fp32 | bf16 | auto, the
+    weights (and so the KV cache) cast for the call and restored after (None: the model's own dtype)."""
+    decoding = _check_args(decoding, new_tokens, batch_size, threads, precision)
+    return _generate(model, prompts, decoding, new_tokens, batch_size, seed, pad_id, progress, on_batch, threads,
+                     packed, precision)
+
+
+def _generate(model, prompts, decoding: Decoding, new_tokens, batch_size, seed, pad_id, progress, on_batch, threads,
+              packed, precision_) -> list[list[int]]:
+    compat.require()
     how = plan(model, decoding, pad_id)
     order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), i))
     results: list[list[int] | None] = [None] * len(prompts)
@@ -65,16 +82,18 @@ def generate_blocks(model, prompts: list[list[int]], decoding: dict, *, new_toke
     done = produced = 0
     start = time.perf_counter()
     bar = tqdm(total=len(prompts), desc="synthesis blocks", unit="block", disable=not progress)
+    cast = (precision.inference_weights(model, precision.resolve(precision_, model.device)) if precision_
+            else contextlib.nullcontext())
     try:
         rows = max(1, min(batch_size, len(prompts))) * int(decoding.get("num_beams") or 1)  # packing hint: rows per step
-        with exact_fast_ops(model), packed_weights(model, rows, packed and bool(prompts)):
+        with cast, exact_fast_ops(model), packed_weights(model, rows, packed and bool(prompts)):
             for lo in range(0, len(order), batch_size):
                 idx = order[lo:lo + batch_size]
                 batch = [prompts[i] for i in idx]
                 if how.fast:
                     new = continue_blocks(model, batch, new_tokens, how, generator, reuse)
                 else:
-                    new = _hf_generate(model, batch, new_tokens, how, decoding, seed + lo)
+                    new = hf_generate(model, batch, new_tokens, how, decoding, seed + lo)
                 for i, tokens in zip(idx, new, strict=True):
                     results[i] = tokens
                 done, produced = done + len(idx), produced + sum(map(len, new))
@@ -90,37 +109,17 @@ def generate_blocks(model, prompts: list[list[int]], decoding: dict, *, new_toke
     return results
 
 
-@torch.inference_mode()
-def _hf_generate(model, prompts, new_tokens: int, how: Plan, decoding: dict, seed: int) -> list[list[int]]:
-    """One batched HF `generate` call (left padding); for beam search and non-default logits processors."""
-    from bias_amp.synth.decode import _until_eos
-
-    width = max(map(len, prompts))
-    ids = torch.full((len(prompts), width), how.pad, dtype=torch.long)
-    mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt):] = torch.tensor(prompt)
-        mask[row, width - len(prompt):] = 1
-    kwargs = {"pad_token_id": how.pad, **decoding, "max_new_tokens": new_tokens}
-    devices = [model.device] if model.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        out = model.generate(input_ids=ids.to(model.device), attention_mask=mask.to(model.device), **kwargs)
-    return [_until_eos(row, how.eos) for row in out[:, width:].tolist()]
-
-
 def synthesize(model, tokenizer, articles, decoding: dict, *, block_tokens: int = 64, new_tokens: int = 64,
                max_blocks: int | None = None, batch_size: int = 32, seed: int = 0, progress: bool = True,
                on_batch: Callable[[dict], None] | None = None, threads: int | None = None,
-               packed: bool = True) -> list[dict]:
+               packed: bool = True, precision: str | None = None) -> list[dict]:
     """Synthetic articles, in input order: {"id", "label", "text", "continuations", "new_tokens"}.
 
-    `decoding`: generate() kwargs (conf/decoding/*.yaml `kwargs`), validated before any model work.
-    `on_batch(info)` runs after each batch; info = {blocks_done, blocks_total, new_tokens, seconds}.
-    `threads`: torch intra-op threads while decoding (None: unchanged). `packed`: see `generate_blocks`.
+    `decoding`: generate() kwargs (conf/decoding/*.yaml `kwargs`), validated before any model work (once: a
+    `Decoding` from validate_decoding is trusted). `on_batch(info)` runs after each batch; info = {blocks_done,
+    blocks_total, new_tokens, seconds}. `threads`, `packed`, `precision`: see `generate_blocks`.
     Sampling is reproducible for the same seed and batch_size."""
-    decoding = as_dict(decoding)
-    validate_decoding(decoding)
+    decoding = _check_args(decoding, new_tokens, batch_size, threads, precision)
     check_range(block_tokens, "synthesis.block_tokens", lo=1, integer=True)
     articles = list(articles)
     for i, article in enumerate(articles):
@@ -128,9 +127,8 @@ def synthesize(model, tokenizer, articles, decoding: dict, *, block_tokens: int 
             check(_field(article, key) is not None, f"articles[{i}].{key}", "a value", None)
     blocks = [split_blocks(tokenizer, _field(a, "title"), _field(a, "body"), block_tokens, max_blocks) for a in articles]
     flat = [b for bs in blocks for b in bs]
-    new = generate_blocks(model, flat, decoding, new_tokens=new_tokens, batch_size=batch_size, seed=seed,
-                          pad_id=tokenizer.pad_token_id, progress=progress, on_batch=on_batch, threads=threads,
-                          packed=packed)
+    new = _generate(model, flat, decoding, new_tokens, batch_size, seed, tokenizer.pad_token_id, progress, on_batch,
+                    threads, packed, precision)
     out, pos = [], 0
     for article, bs in zip(articles, blocks, strict=True):
         conts, pos = new[pos:pos + len(bs)], pos + len(bs)

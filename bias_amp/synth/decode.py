@@ -1,6 +1,7 @@
 """The fast block-continuation loop: one left-padded batch of prompts, a preallocated KV cache, the causal+padding
 mask built once and sliced per step, the prefill in position chunks (CPU), last-position logits only, finished rows
-dropped from the batch; the kernels it swaps in while running are in `kernels.py`.
+dropped from the batch; the kernels it swaps in while running are in `kernels.py`. `hf_generate` is the other path
+(beam search, other logits processors): one batched HF `generate`, the same left padding.
 Greedy picks the argmax like HF; sampling applies HF's temperature -> top-k -> top-p warpers (same distribution)."""
 
 from __future__ import annotations
@@ -9,26 +10,12 @@ import inspect
 
 import torch
 
+from bias_amp import compat
 from bias_amp.synth.kernels import sliced_attention
 from bias_amp.synth.options import Plan
 
 _COMPACT_AT = 0.75  # drop finished rows once at most this share of the batch is still running
 _PREFILL_ROWS = 2048  # rows (batch x positions) per prefill chunk
-
-
-def fast_loop_problem(model) -> str:
-    """Why the fast loop cannot run this model ('' when it can)."""
-    config = model.config
-    if getattr(config, "is_encoder_decoder", False):
-        return "encoder-decoder model"
-    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
-    types = set(getattr(text, "layer_types", None) or ["full_attention"])
-    if types != {"full_attention"} or getattr(text, "sliding_window", None) or getattr(text, "use_sliding_window", 0):
-        return f"attention layer types {sorted(types)} / sliding window"
-    params = inspect.signature(model.forward).parameters
-    if "position_ids" not in params or not ({"cache", "past_key_values"} & params.keys()):
-        return "forward() takes no position_ids / cache"
-    return ""
 
 
 def _forward_kwargs(model) -> tuple[str, bool]:
@@ -39,12 +26,9 @@ def _forward_kwargs(model) -> tuple[str, bool]:
 def _full_mask(model, mask2d: torch.Tensor):
     """[B, 1, L, L] causal+padding mask in the format of the model's attention (bool for SDPA, additive
     float for eager), or None when the attention wants HF's own 2D handling (flash attention...)."""
-    from transformers.masking_utils import create_causal_mask
-
     batch, length = mask2d.shape
     probe = torch.empty(batch, length, 1, dtype=model.dtype, device=mask2d.device)
-    mask = create_causal_mask(config=model.config, inputs_embeds=probe, attention_mask=mask2d, cache=None,
-                              allow_is_causal_skip=False)
+    mask = compat.causal_mask(model.config, probe, mask2d)
     return mask if isinstance(mask, torch.Tensor) and mask.dim() == 4 else None
 
 
@@ -90,15 +74,11 @@ def in_nucleus(probs: torch.Tensor, tokens: torch.Tensor, top_p: float) -> torch
 def _fresh_cache(model, batch: int, total: int, reuse: dict | None):
     """A StaticCache for `batch` rows of `total` positions; the previous one when shapes allow (stale entries
     beyond the current position are masked out, positions before it are rewritten by the prefill)."""
-    from transformers import StaticCache
-
     old = reuse.get("cache") if reuse is not None else None
-    if old is not None and reuse.get("shape") == (batch, total) and all(
-            getattr(layer, "batch_size", None) == batch for layer in old.layers):
-        for layer in old.layers:
-            layer.cumulative_length.zero_()
+    if old is not None and reuse.get("shape") == (batch, total) and compat.cache_batch_size(old) == batch:
+        compat.rewind_cache(old)
         return old
-    cache = StaticCache(config=model.config, max_cache_len=total)
+    cache = compat.static_cache(model.config, total)
     if reuse is not None:
         reuse.update(cache=cache, shape=(batch, total))
     return cache
@@ -111,14 +91,9 @@ def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan
     Returns the new token ids per prompt, EOS and anything after it removed. `reuse`: a dict that keeps
     the KV cache between calls with the same shapes."""
     device = model.device
-    batch, width = len(prompts), max(map(len, prompts))
+    ids, mask2d = left_pad(prompts, plan.pad, new_tokens, device)
+    batch, width = ids.shape
     total = width + new_tokens
-    ids = torch.full((batch, width), plan.pad, dtype=torch.long)
-    mask2d = torch.ones((batch, total), dtype=torch.bool)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
-        mask2d[row, :width - len(prompt)] = False
-    ids, mask2d = ids.to(device), mask2d.to(device)
     positions = (mask2d.long().cumsum(-1) - 1).clamp_(min=0)
     full = _full_mask(model, mask2d)
     cache_key, keep_logits = _forward_kwargs(model)
@@ -161,17 +136,34 @@ def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan
                 rows, token, positions, mask2d = rows[keep], token[keep], positions[keep], mask2d[keep]
                 running = running[keep]
                 full = full[keep] if full is not None else None
-                _compact(cache, keep)
+                compat.compact_cache(cache, keep)
             logits = step(token[:, None], width + t, width + t + 1)
     return [_until_eos(row, plan.eos) for row in out.tolist()]
 
 
-def _compact(cache, keep: torch.Tensor) -> None:
-    for layer in cache.layers:
-        if getattr(layer, "is_initialized", False):
-            layer.keys = layer.keys.index_select(0, keep)
-            layer.values = layer.values.index_select(0, keep)
-            layer.batch_size = len(keep)
+def left_pad(prompts: list[list[int]], pad: int, extra: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts left-padded to the longest: ids [B, W] and the attention mask [B, W + extra] (bool; the `extra`
+    positions to be generated are marked real). Both decode paths build their batch here."""
+    batch, width = len(prompts), max(map(len, prompts))
+    ids = torch.full((batch, width), pad, dtype=torch.long)
+    mask = torch.ones((batch, width + extra), dtype=torch.bool)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+        mask[row, :width - len(prompt)] = False
+    return ids.to(device), mask.to(device)
+
+
+@torch.inference_mode()
+def hf_generate(model, prompts: list[list[int]], new_tokens: int, plan: Plan, decoding: dict, seed: int
+                ) -> list[list[int]]:
+    """One batched HF `generate` call (left padding); for beam search and non-default logits processors."""
+    ids, mask = left_pad(prompts, plan.pad, 0, model.device)
+    kwargs = {"pad_token_id": plan.pad, **decoding, "max_new_tokens": new_tokens}
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        out = model.generate(input_ids=ids, attention_mask=mask.long(), **kwargs)
+    return [_until_eos(row, plan.eos) for row in out[:, ids.shape[1]:].tolist()]
 
 
 def _until_eos(tokens: list[int], eos: tuple[int, ...]) -> list[int]:

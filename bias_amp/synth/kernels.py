@@ -1,9 +1,10 @@
 """Kernels the decode loop swaps in on the model while it runs, each undone on exit:
 - `exact_fast_ops`: GPT-2's gelu_new in place (same bits, 2 allocations instead of 8);
 - `sliced_attention`: SDPA over the written cache positions only (same bits);
-- `packed_weights`: on CPU in float32, the decode steps' matmuls through oneDNN with weights packed once.
-  Same maths, another summation order: logits differ in the last bits from MKL's, so a near-tie can pick
-  another token. `synthesis.packed_weights: false` keeps MKL's bits."""
+- `packed_weights`: on CPU in float32 (or bf16 where the CPU has native bf16), the decode steps' matmuls through
+  oneDNN with weights packed once. Same maths, another summation order: logits differ in the last bits from
+  MKL's, so a near-tie can pick another token. `synthesis.packed_weights: false` keeps MKL's bits.
+The private torch / transformers calls behind these live in `bias_amp.compat`."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import contextlib
 import math
 
 import torch
+
+from bias_amp import compat, precision
 
 PACKED_MAX_ROWS = 512  # inputs of at most this many rows (decode steps) take the packed weights; MKL is as fast above
 
@@ -43,10 +46,8 @@ SLICED_SDPA = "bias_amp_sliced_sdpa"
 def _sliced_sdpa(module, query, key, value, attention_mask, **kwargs):
     """HF's SDPA over the first `attention_mask.shape[-1]` cache positions: the loop cuts its masks at the current
     length, so the unwritten tail of the static cache is not read at all (it was masked out anyway)."""
-    from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
     n = key.shape[2] if attention_mask is None else attention_mask.shape[-1]
-    return sdpa_attention_forward(module, query, key[:, :, :n], value[:, :, :n], attention_mask, **kwargs)
+    return compat.sdpa_attention(module, query, key[:, :, :n], value[:, :, :n], attention_mask, **kwargs)
 
 
 @contextlib.contextmanager
@@ -56,25 +57,25 @@ def sliced_attention(model):
     from transformers.masking_utils import sdpa_mask
 
     config = model.config
-    if config._attn_implementation != "sdpa":
+    if compat.attn_implementation(config) != "sdpa":
         yield False
         return
     AttentionInterface.register(SLICED_SDPA, _sliced_sdpa)
     AttentionMaskInterface.register(SLICED_SDPA, sdpa_mask)
-    config._attn_implementation = SLICED_SDPA
+    compat.set_attn_implementation(config, SLICED_SDPA)
     try:
         yield True
     finally:
-        config._attn_implementation = "sdpa"
+        compat.set_attn_implementation(config, "sdpa")
 
 
 def packing_problem(model) -> str:
     """Why `packed_weights` would leave this model alone ('' when it packs)."""
     if model.device.type != "cpu":
         return f"device {model.device.type}"
-    if model.dtype != torch.float32:
+    if model.dtype != torch.float32 and not (model.dtype == torch.bfloat16 and precision.native_bf16("cpu")):
         return f"dtype {model.dtype}"
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
+    if not torch.backends.mkldnn.is_available():
         return "no oneDNN in this torch build"
     return ""
 
@@ -93,20 +94,20 @@ def _packed_linears(model):
 @contextlib.contextmanager
 def packed_weights(model, rows: int, enabled: bool = True):
     """Run small-input Linear / Conv1D calls through oneDNN with weights packed once for `rows`-row inputs
-    (1.1-1.7x MKL's rate at decode shapes on AVX2, most for the LM head). Yields whether it packed; costs one
-    extra copy of the weights while active."""
+    (fp32: 1.1-1.7x MKL's rate at decode shapes on AVX2, most for the LM head; bf16 on AMX: see RESULTS.md).
+    Yields whether it packed; costs one extra copy of the weights while active."""
     if not enabled or packing_problem(model):
         yield False
         return
     swapped = []
     for module, weight in _packed_linears(model):
-        packed = torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+        packed = compat.pack_linear_weight(weight, rows)
         bias = None if module.bias is None else module.bias.detach()
 
         def forward(x, packed=packed, bias=bias, dense=module.forward):
             if x.numel() > PACKED_MAX_ROWS * x.shape[-1]:
                 return dense(x)
-            return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+            return compat.packed_linear(x, packed, bias)
 
         module.forward = forward
         swapped.append(module)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bias_amp import compat
 from bias_amp.errors import ConfigError, check, check_range
 
 # Controlled by synthesis.block_tokens / new_tokens, or by the one-continuation-per-block contract.
@@ -50,7 +52,17 @@ def as_dict(kwargs) -> dict:
     return dict(kwargs)
 
 
-def validate_decoding(kwargs: dict) -> None:
+class Decoding(dict):
+    """Decoding kwargs that have been validated: synthesis functions take them as they are (no second check).
+    `validate_decoding` returns one; the loop wraps its config's kwargs, which `validate_run` checked."""
+
+
+def checked(kwargs) -> Decoding:
+    """`kwargs` as a validated `Decoding` (validated here unless it already is one)."""
+    return kwargs if isinstance(kwargs, Decoding) else validate_decoding(kwargs)
+
+
+def validate_decoding(kwargs) -> Decoding:
     """Raise ConfigError (`decoding.kwargs.<key>: ...`) for a kwarg generate() would reject or misuse."""
     kwargs = as_dict(kwargs)
     known = generate_keys()
@@ -70,6 +82,7 @@ def validate_decoding(kwargs: dict) -> None:
         check_range(kwargs["top_k"], "decoding.kwargs.top_k", lo=0, integer=True)
     if "do_sample" in kwargs:
         check(isinstance(kwargs["do_sample"], bool), "decoding.kwargs.do_sample", "true or false", kwargs["do_sample"])
+    return Decoding(kwargs)
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,7 @@ def merged_config(model, kwargs: dict):
     base = getattr(model, "generation_config", None)
     if base is not None:
         gc.update(**base.to_dict(), defaults_only=True, allow_custom_entries=True)
-    gc.update(**GenerationConfig._get_default_generation_params(), defaults_only=True)
+    gc.update(**compat.default_generation_params(), defaults_only=True)
     unused = gc.update(**copy.deepcopy(kwargs))
     return gc, unused
 
@@ -125,6 +138,20 @@ def _hf_reason(model, gc, unused: dict) -> str:
         if key in _NEUTRAL and value == _NEUTRAL[key]:
             continue
         return f"{key}={value!r}"
-    from bias_amp.synth.decode import fast_loop_problem
-
     return fast_loop_problem(model)
+
+
+def fast_loop_problem(model) -> str:
+    """Why the fast loop cannot run this model ('' when it can)."""
+    config = model.config
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder model"
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    types = set(getattr(text, "layer_types", None) or ["full_attention"])
+    if types != {"full_attention"} or getattr(text, "sliding_window", None) or getattr(text, "use_sliding_window", 0):
+        return f"attention layer types {sorted(types)} / sliding window"
+    params = inspect.signature(model.forward).parameters
+    if "position_ids" not in params or not ({"cache", "past_key_values"} & params.keys()):
+        return "forward() takes no position_ids / cache"
+    return ""
+
