@@ -17,6 +17,7 @@ from accelerate.utils import gather_object, set_seed
 from omegaconf import DictConfig, OmegaConf
 
 from bias_amp import data, faults, io, mitigation, models, probes, synth, tracking, train
+from bias_amp.classifier.cache import trained_instruments
 from bias_amp.layout import METRICS_COLUMNS, is_done, seed_for, version_name
 from bias_amp.metrics.scorer import Scorer, summarize
 from bias_amp.validate import validate_run
@@ -33,7 +34,7 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
         real = data.load_corpus(cfg.data, seed=cfg.seed)
         real_texts = [a.text(cfg.data.template) for a in real]
         base = lambda: models.load_lm(cfg.model, corpus=real_texts, seed=cfg.seed)  # noqa: E731
-        scorer = Scorer(cfg, device=acc.device, base_model_loader=base)
+        scorer = Scorer(cfg, device=acc.device, base_model_loader=base, trained=trained_instruments(cfg))
         if acc.is_main_process:
             io.write_jsonl(out / "real.jsonl", [vars(a) for a in real])
         model, tok = base()
@@ -112,6 +113,7 @@ def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
             scores = scorer.score(articles)
         faults.point(v, "metrics")
         row = {"setup": cfg.setup_name, "seed": cfg.seed, "version": v, "generation": g, **summarize(scores),
+               "smoke_instruments": scorer.smoke_instruments,
                "train_loss": train_stats["loss"] if train_stats else None,
                "train_tokens_per_s": train_stats["tokens_per_s"] if train_stats else None,
                "synth_tokens_per_s": synth_rate}

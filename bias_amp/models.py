@@ -65,16 +65,19 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int):
     return tok
 
 
-def tiny_lm(tokenizer, *, n_layer=2, n_embd=64, n_head=2, n_positions=512, seed=0, **_):
-    """A randomly initialised GPT-2 (reproducible under `seed`) sized to the tokenizer."""
-    from transformers import GPT2Config, GPT2LMHeadModel
+def tiny_lm(tokenizer, *, n_layer=2, n_embd=64, n_head=2, n_positions=512, seed=0, classes=None, **_):
+    """A randomly initialised GPT-2 (reproducible under `seed`) sized to the tokenizer: a causal LM, or with
+    `classes` a sequence classifier over them (head on the last non-pad token; smoke metric models)."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
 
+    heads = {} if classes is None else {"id2label": dict(enumerate(classes)),
+                                        "label2id": {c: i for i, c in enumerate(classes)}}
     config = GPT2Config(vocab_size=len(tokenizer), n_positions=n_positions, n_embd=n_embd, n_layer=n_layer,
                         n_head=n_head, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-                        pad_token_id=tokenizer.pad_token_id)
+                        pad_token_id=tokenizer.pad_token_id, **heads)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        return GPT2LMHeadModel(config)
+        return (GPT2LMHeadModel if classes is None else GPT2ForSequenceClassification)(config)
 
 
 def set_pad(tokenizer, model=None):

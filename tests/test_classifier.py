@@ -1,5 +1,5 @@
-"""Classifier training (splits, balancing, macro-F1, the saved model dir, the cached smoke models) and the
-Scorer end to end with the smoke configs."""
+"""Classifier training (splits, balancing, macro-F1, the saved model dir, the cached smoke models, their
+determinism) and the Scorer end to end with the smoke configs (unscorable articles, collapse measures)."""
 
 import math
 import os
@@ -11,9 +11,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bias_amp import classifier
+from bias_amp.classifier import cache, splits
+from bias_amp.classifier.run import validate
 from bias_amp.errors import ConfigError
 from bias_amp.metrics.scorer import COLUMNS, Scorer, summarize
+from bias_amp.metrics.stats import confusion, macro_f1
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -24,26 +26,26 @@ def _arts():
 
 
 def test_splits_are_stratified_and_outlet_disjoint():
-    tr, va, te = classifier.split_articles(_arts(), "random", [0.7, 0.15, 0.15], seed=0)
+    tr, va, te = splits.split_articles(_arts(), "random", [0.7, 0.15, 0.15], seed=0)
     assert [Counter(a["label"] for a in p) for p in (tr, va, te)] == [
         {"left": 28, "center": 14, "right": 28}, {"left": 6, "center": 3, "right": 6},
         {"left": 6, "center": 3, "right": 6}]
-    tr, va, te = classifier.split_articles(_arts(), "source", [0.5, 0.25, 0.25], seed=0)
+    tr, va, te = splits.split_articles(_arts(), "source", [0.5, 0.25, 0.25], seed=0)
     outlets = [{a["source"] for a in p} for p in (tr, va, te)]
     assert not (outlets[0] & outlets[1] or outlets[0] & outlets[2] or outlets[1] & outlets[2])
     assert all({a["label"] for a in p} == {"left", "center", "right"} for p in (tr, va, te))
 
 
 def test_center_is_resampled_to_balance():
-    out = classifier.balance_center(_arts(), seed=0)
+    out = splits.balance_center(_arts(), seed=0)
     assert Counter(a["label"] for a in out) == {"left": 40, "center": 40, "right": 40}
 
 
 def test_macro_f1_and_confusion():
     y, p = [0, 0, 1, 1, 2, 2], [0, 1, 1, 1, 2, 0]
-    assert classifier.confusion(y, p, 3).tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert confusion(y, p, 3).tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     # F1: class 0: 2*1/(2+2)=0.5, class 1: 2*2/(3+2)=0.8, class 2: 2*1/(1+2)=2/3
-    assert classifier.macro_f1(y, p, 3) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert macro_f1(y, p, 3) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
 
 
 def _compose(name, *overrides):
@@ -53,16 +55,16 @@ def _compose(name, *overrides):
 
 def test_config_validation_messages():
     cfg = _compose("classifier")
-    classifier.validate(cfg)
+    validate(cfg)
     assert list(cfg.backbones) == ["distilbert-base-uncased", "bert-base-uncased", "albert-base-v2", "roberta-base"]
     with pytest.raises(ConfigError, match=r"^task: expected one of \['leaning', 'quality'\], got 'topic'"):
-        classifier.validate(_compose("classifier", "task=topic"))
+        validate(_compose("classifier", "task=topic"))
     with pytest.raises(ConfigError, match=r"^split.by: expected one of \['random', 'source'\], got 'date'"):
-        classifier.validate(_compose("classifier", "split.by=date"))
+        validate(_compose("classifier", "split.by=date"))
     with pytest.raises(ConfigError, match=r"^split.fractions: expected three positive fractions"):
-        classifier.validate(_compose("classifier", "split.fractions=[0.5,0.5]"))
+        validate(_compose("classifier", "split.fractions=[0.5,0.5]"))
     with pytest.raises(ConfigError, match=r"^split.test: expected null or an existing JSONL file"):
-        classifier.validate(_compose("classifier", "split.test=/no/such.jsonl"))
+        validate(_compose("classifier", "split.test=/no/such.jsonl"))
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +76,8 @@ def cfg(tmp_path_factory):
 @pytest.fixture(scope="module")
 def smoke_leaning(cfg):
     """The leaning smoke model, trained once (cached) on the embedded sample corpus."""
-    tcfg = classifier.compose(cfg.leaning.train)
-    return classifier.train_cached(tcfg, cfg.paths.cache_dir, "leaning-smoke"), tcfg
+    tcfg = cache.compose(cfg.leaning.train)
+    return cache.train_cached(tcfg, cfg.paths.cache_dir, "leaning-smoke"), tcfg
 
 
 def test_smoke_leaning_model_dir(smoke_leaning, cfg):
@@ -97,7 +99,7 @@ def test_smoke_leaning_model_dir(smoke_leaning, cfg):
     assert AutoConfig.from_pretrained(path).id2label == {0: "left", 1: "center", 2: "right"}
     # cached: a second call returns the same dir without training again
     stamp = os.stat(path / "model.safetensors").st_mtime_ns
-    assert classifier.train_cached(tcfg, cfg.paths.cache_dir, "leaning-smoke") == path
+    assert cache.train_cached(tcfg, cfg.paths.cache_dir, "leaning-smoke") == path
     assert os.stat(path / "model.safetensors").st_mtime_ns == stamp
 
 
@@ -106,49 +108,132 @@ ARTICLES = [{"id": f"a{i}", "label": lab, "text": text} for i, (lab, text) in en
     ("center", "Lawmakers debated the budget on Tuesday. The vote is expected next week."),
     ("right", "The plan burdens taxpayers with more spending. Small businesses want lower taxes."),
     ("left", ""),
+    ("right", "Taxes ."),            # near-empty: 2 words (MIN_WORDS = 3)
 ])]
 
 
-def test_scorer_end_to_end_with_smoke_configs(cfg):
+def _weights(model_dir: Path) -> dict:
+    from safetensors.numpy import load_file
+
+    return load_file(model_dir / "model.safetensors")
+
+
+def test_smoke_training_is_deterministic(cfg, tmp_path):
+    """Same config -> same model bits, trained twice into two empty caches (the WordPiece tokenizer it used
+    to train ordered its alphabet differently on every call), on different thread counts."""
+    import torch
+
+    tcfg = cache.compose(OmegaConf.merge(cfg.leaning.train, {"train": {"epochs": 2}}))
+    threads = torch.get_num_threads()
+    try:
+        first = cache.train_cached(tcfg, tmp_path / "a", "leaning-smoke")
+        torch.set_num_threads(2)
+        second = cache.train_cached(tcfg, tmp_path / "b", "leaning-smoke")
+    finally:
+        torch.set_num_threads(threads)
+    assert (first / "tokenizer.json").read_bytes() == (second / "tokenizer.json").read_bytes()
+    a, b = _weights(first), _weights(second)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def _scorer(cfg, **kw):
     from bias_amp.models import load_lm
 
-    scorer = Scorer(cfg, base_model_loader=lambda: load_lm(cfg.model, corpus=[a["text"] for a in ARTICLES] * 5))
+    return Scorer(cfg, base_model_loader=lambda: load_lm(cfg.model, corpus=[a["text"] for a in ARTICLES] * 5),
+                  trained=cache.trained_instruments(cfg), **kw)
+
+
+def test_scorer_end_to_end_with_smoke_configs(cfg):
+    scorer = _scorer(cfg)
+    assert scorer.smoke_instruments
     df = scorer.score(ARTICLES)
-    assert df.columns.tolist() == COLUMNS == ["id", "label", "p_left", "p_center", "p_right", "leaning",
-                                              "quality", "perplexity"]
-    assert df.id.tolist() == ["a0", "a1", "a2", "a3"]
-    assert np.allclose(df[["p_left", "p_center", "p_right"]].sum(1), 1)
-    assert set(df.leaning) <= {"left", "center", "right"}
-    q = df.quality.tolist()
-    assert all(0 <= x <= 3 for x in q[:3]) and math.isnan(q[3])  # empty article: NaN
-    assert all(p > 1 for p in df.perplexity[:3]) and math.isnan(df.perplexity[3])
+    assert df.columns.tolist() == COLUMNS == [
+        "id", "label", "n_words", "p_left", "p_center", "p_right", "leaning", "quality", "perplexity",
+        "distinct_1", "distinct_2", "repeated_4gram_share", "compression_ratio"]
+    assert df.id.tolist() == ["a0", "a1", "a2", "a3", "a4"] and df.n_words.tolist()[3:] == [0, 2]
+    ok = df.iloc[:3]
+    assert np.allclose(ok[["p_left", "p_center", "p_right"]].sum(1), 1)
+    assert set(ok.leaning) <= {"left", "center", "right"}
+    assert all(0 <= x <= 3 for x in ok.quality) and all(p > 1 for p in ok.perplexity)
+    assert (ok.distinct_1 > 0.8).all() and (ok.repeated_4gram_share == 0).all()
+    bad = df.iloc[3:]     # empty and near-empty: every score NaN, nothing dropped
+    assert bad.drop(columns=["id", "label", "n_words", "leaning"]).isna().all().all() and bad.leaning.isna().all()
     s = summarize(df)
-    assert s["n_articles"] == 4
-    assert s["share_left"] + s["share_center"] + s["share_right"] == pytest.approx(1)
+    assert (s["n_articles"], s["n_unscorable"]) == (5, 2)
+    assert s["share_left"] + s["share_center"] + s["share_right"] == pytest.approx(1)   # over the 3 scorable
+    assert s["expected_left"] == pytest.approx(ok.p_left.mean())
+    assert s["expected_left"] + s["expected_center"] + s["expected_right"] == pytest.approx(1)
+    for c in ("left", "center", "right"):
+        assert s[f"share_{c}_ci_low"] <= s[f"share_{c}"] <= s[f"share_{c}_ci_high"]
     assert s["quality_ci_low"] <= s["quality_mean"] <= s["quality_ci_high"]
+    assert s["distinct_1"] == pytest.approx(ok.distinct_1.mean())
     scorer.close()
+
+
+def test_smoke_quality_detector_scores_degenerate_text_below_real_text(cfg):
+    """Collapsed output ("with with with", "}}}}ananan", U+FFFD runs) does not pass as clean text."""
+    from bias_amp.metrics.quality import QualityDetector
+
+    det = QualityDetector(cfg.quality).load(cache.trained_instruments(cfg)["quality"]())
+    real = det.index([a["text"] for a in ARTICLES[:3]])
+    garbage = det.index(["with " * 40, "}}}}ananan" * 8, "\ufffd" * 60, "the the the the the the the the the"])
+    assert garbage.max() < real.min() and garbage.max() < 3
 
 
 def test_scorer_with_disabled_metrics_and_a_saved_dir(cfg, smoke_leaning):
     path, _ = smoke_leaning
     off = OmegaConf.merge(cfg, {"leaning": {"model": str(path), "train": None},
                                 "quality": {"enabled": False}, "perplexity": {"enabled": False}})
-    df = Scorer(off).score(ARTICLES[:3])
+    scorer = Scorer(off)
+    assert not scorer.smoke_instruments     # a saved classifier dir is not trained on the fly
+    df = scorer.score(ARTICLES[:3])
     assert df.quality.isna().all() and df.perplexity.isna().all() and df.leaning.notna().all()
     s = summarize(df)
-    assert math.isnan(s["quality_mean"]) and math.isnan(s["perplexity_mean"])
+    assert math.isnan(s["quality_mean"]) and math.isnan(s["perplexity_mean"]) and s["n_unscorable"] == 0
     none = OmegaConf.merge(off, {"leaning": {"enabled": False}})
-    s = summarize(Scorer(none).score(ARTICLES[:3]))
-    assert math.isnan(s["share_left"]) and s["n_articles"] == 3
+    df = Scorer(none).score(ARTICLES[:3])
+    assert df.distinct_1.notna().all()      # the collapse measures need no instrument
+    s = summarize(df)
+    assert math.isnan(s["share_left"]) and math.isnan(s["share_left_ci_low"]) and math.isnan(s["expected_left"])
+    assert s["n_articles"] == 3
 
 
 def test_scorer_validates_before_loading(cfg):
     with pytest.raises(ConfigError, match=r"^perplexity.model: expected a model name or directory"):
-        Scorer(cfg)  # perplexity.model null and no base model loader
+        Scorer(cfg, trained=cache.trained_instruments(cfg))  # perplexity.model null and no base model loader
+    with pytest.raises(ConfigError, match=r"^leaning.train: expected a trained model"):
+        Scorer(cfg, base_model_loader=lambda: None)          # a smoke config without its trained model
     bad = OmegaConf.merge(cfg, {"leaning": {"train": None, "model": "/no/such/classifier"}})
     with pytest.raises(ConfigError, match=r"^leaning.model: expected an existing model directory"):
         Scorer(bad, base_model_loader=lambda: None)
+    with pytest.raises(ConfigError, match=r"^quality.train.task: expected 'quality', got 'leaning'"):
+        cache.trained_instruments(OmegaConf.merge(cfg, {"quality": {"train": {"task": "leaning"}}}))
     off = OmegaConf.merge(cfg, {"leaning": {"enabled": False}, "quality": {"enabled": False},
                                 "perplexity": {"enabled": False}})
     with pytest.raises(ConfigError, match=r"^articles\[0\]: expected a record with id, label and text"):
         Scorer(off).score([{"id": "x", "label": "left"}])
+
+
+def test_metrics_package_does_not_import_the_trainer():
+    """metrics/ is imported by the trainer, never the other way round (the dependency is inverted)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "bias_amp" / "metrics"
+    imported = {(p.name, n.module if isinstance(n, ast.ImportFrom) else a.name)
+                for p in root.glob("*.py") for n in ast.walk(ast.parse(p.read_text()))
+                if isinstance(n, (ast.Import, ast.ImportFrom))
+                for a in (n.names if isinstance(n, ast.Import) else [None])}
+    assert ("scorer.py", "bias_amp.metrics.stats") in imported       # the walk sees imports
+    assert not [i for i in imported if str(i[1]).startswith("bias_amp.classifier")]
+
+
+def test_classifier_cli_runs_as_a_module():
+    """`python -m bias_amp.classifier` is the package's __main__: bad input ends in one line (exit 2);
+    `run`, which it calls, is exercised by the smoke fixture above."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "bias_amp.classifier", "task=topic"], capture_output=True,
+                         text=True, timeout=120, cwd=Path(__file__).resolve().parents[1])
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1].startswith("error: task: expected one of ['leaning', 'quality']")

@@ -78,20 +78,23 @@ def test_aggregation_on_the_papers_published_scores(shared_dir):
 
 @pytest.fixture(scope="module")
 def saved_classifier(tmp_path_factory):
-    """A tiny random BERT saved as an HF dir with id2label = leanings; its head is scaled and centred on
-    the test sentences, so their argmax classes differ."""
+    """A tiny random GPT-2 classifier saved as an HF dir with id2label = leanings; its head is scaled and the
+    final norm's bias centred on the test sentences' last-token states, so their argmax classes differ."""
     import torch
 
-    from bias_amp.classifier import save_model, tiny_backbone
+    from bias_amp.models import save_checkpoint, tiny_lm, train_tokenizer
     from tests.conftest import SENTENCES
 
-    model, tok = tiny_backbone(SENTENCES, ["left", "center", "right"], vocab_size=300, max_length=64, seed=3)
-    model.eval()
+    tok = train_tokenizer(SENTENCES, 300)
+    model = tiny_lm(tok, classes=["left", "center", "right"], n_positions=64, seed=3).eval()
     with torch.no_grad():
-        model.classifier.weight.mul_(300.0)
-        logits = model(**tok(SENTENCES[:6], padding=True, return_tensors="pt")).logits
-        model.classifier.bias.sub_(logits.mean(0))
-    return str(save_model(model, tok, tmp_path_factory.mktemp("clf") / "model"))
+        model.score.weight.mul_(300.0)
+        last = torch.stack([model.transformer(**tok(t, return_tensors="pt")).last_hidden_state[0, -1]
+                            for t in SENTENCES[:6]])
+        model.transformer.ln_f.bias.sub_(last.mean(0))
+    path = tmp_path_factory.mktemp("clf") / "model"
+    save_checkpoint(model, tok, path)
+    return str(path)
 
 
 def test_saved_classifier_dir_scores_and_map_permutes(saved_classifier):

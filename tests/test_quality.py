@@ -11,7 +11,15 @@ import pytest
 from omegaconf import OmegaConf
 
 from bias_amp.errors import ConfigError
-from bias_amp.metrics.corrupt import QUALITY_CLASSES, mild_gibberish, noise, quality_examples, word_salad
+from bias_amp.metrics.corrupt import (
+    QUALITY_CLASSES,
+    garbage,
+    mild_gibberish,
+    noise,
+    quality_examples,
+    repetition,
+    word_salad,
+)
 from bias_amp.metrics.quality import article_index, score_vector, sentence_scores, validate
 from bias_amp.metrics.sentences import split_sentences
 
@@ -49,6 +57,30 @@ def test_corruptions():
     assert [c for _, c in ex] == list(QUALITY_CLASSES[:2])  # 2 distinct sentences of >= 5 words, in turn
     ex = quality_examples([s, "Another sentence follows here now."], seed=0, all_classes=True)
     assert Counter(c for _, c in ex) == {c: 2 for c in QUALITY_CLASSES}
+
+
+def test_degenerate_corruptions():
+    """Repetition and symbol garbage (what collapsed synthetic text looks like) join word salad and noise."""
+    from bias_amp.metrics.collapse import measures
+
+    rng = random.Random(0)
+    s = "The senate passed the budget bill on Tuesday after a long debate in the chamber."
+    for _ in range(20):
+        rep = repetition(s, rng)
+        assert set(rep.split()) <= set(s.split()) and len(set(rep.split())) <= 3 and len(rep.split()) >= 15
+        g = garbage(s, rng)
+        assert len(g) >= len(s) - 1 and not set(g.split()) & set(s.split())
+        assert measures(g)["compression_ratio"] > measures(s)["compression_ratio"]
+    texts = [s, "Critics said the new tax plan favours the wealthy over working families."]
+    plain = quality_examples(texts * 20 + [f"Sentence number {i} is here now." for i in range(40)], seed=0,
+                             all_classes=True)
+    degen = quality_examples(texts * 20 + [f"Sentence number {i} is here now." for i in range(40)], seed=0,
+                             all_classes=True, degenerate=True)
+    assert [c for _, c in plain] == [c for _, c in degen]        # same classes, same sentences
+    salad = [t for t, c in degen if c == "word salad"]
+    assert any(len(set(t.split())) <= 3 for t in salad)          # some are repetitions ...
+    assert any(len(set(t.split())) > 3 for t in salad)           # ... others shuffled words
+    assert any(ord(ch) == 0xFFFD or ch in "}{" for t, c in degen if c == "noise" for ch in t)
 
 
 def test_sentence_scoring_and_article_means():
@@ -89,14 +121,15 @@ def _detector(model_dir, max_length=48):
 
 
 def test_task_accuracy_and_shuffle_check_follow_the_model(tmp_path):
-    from bias_amp.classifier import save_model, tiny_backbone
     from bias_amp.metrics.seqcls import id2label, predict_proba
+    from bias_amp.models import save_checkpoint, tiny_lm, train_tokenizer
 
     texts = ["The senate passed the budget bill on Tuesday after a long debate. Critics said the plan favours "
              "the wealthy over working families.", "Supporters argued it would restore order. The vote was close."]
     classes = list(reversed(QUALITY_CLASSES))  # logit order differs from QUALITY_CLASSES: names must be used
-    model, tok = tiny_backbone(texts * 5, classes, vocab_size=300, hidden=16, layers=1, max_length=48)
-    det = _detector(save_model(model, tok, tmp_path / "det"))
+    tok = train_tokenizer(texts * 5, 300)
+    save_checkpoint(tiny_lm(tok, classes=classes, n_embd=16, n_layer=1, n_positions=48), tok, tmp_path / "det")
+    det = _detector(tmp_path / "det")
     examples = quality_examples(texts, seed=3, all_classes=True)
     probs = predict_proba(det.model, det.tok, [t for t, _ in examples], max_length=48)
     names = id2label(det.model)

@@ -1,4 +1,4 @@
-"""Aggregates: t-intervals against scipy.stats, shares."""
+"""Aggregates: t-intervals against scipy.stats, shares and their bootstrap intervals."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bias_amp.metrics.stats import mean_ci, shares
+from bias_amp.metrics.stats import mean_ci, share_cis, shares
 
 FIXED = [2.31, 2.05, 2.77, 1.69, 2.43, 2.58, 2.12, 2.90, 2.26, 2.44]
 
@@ -31,3 +31,21 @@ def test_mean_ci_known_numbers_and_edge_cases():
 def test_shares():
     assert shares(["left", "right", "right", "center"]) == {"left": 0.25, "center": 0.25, "right": 0.5}
     assert all(math.isnan(v) for v in shares([]).values())
+
+
+def test_share_cis_known_values():
+    labels = ["left"] * 30 + ["center"] * 50 + ["right"] * 20
+    cis = share_cis(labels)
+    assert cis == share_cis(list(labels))                  # seeded: the same labels, the same interval
+    # normal approximation: 0.3 +- 1.96 * sqrt(0.3 * 0.7 / 100) = (0.210, 0.390), etc.
+    for c, p in (("left", 0.3), ("center", 0.5), ("right", 0.2)):
+        half = 1.96 * math.sqrt(p * (1 - p) / 100)
+        assert cis[c] == (pytest.approx(p - half, abs=0.02), pytest.approx(p + half, abs=0.02))
+    # the same as resampling the articles themselves (the slow way)
+    rng = np.random.default_rng(1)
+    y = np.array(labels)
+    boot = np.array([(y[rng.integers(0, 100, 100)] == "left").mean() for _ in range(4000)])
+    assert cis["left"] == (pytest.approx(np.quantile(boot, 0.025), abs=0.015),
+                           pytest.approx(np.quantile(boot, 0.975), abs=0.015))
+    assert share_cis(["left"] * 5) == {"left": (1.0, 1.0), "center": (0.0, 0.0), "right": (0.0, 0.0)}
+    assert all(math.isnan(v) for ci in share_cis([]).values() for v in ci)

@@ -1,6 +1,8 @@
 """Corruptions defining the offline gibberish detector's classes (same names as the hub detector's):
 clean = untouched, mild gibberish = a few local swaps/drops/duplications, word salad = shuffled words,
-noise = random character strings."""
+noise = random character strings. With `degenerate`, half of the word-salad examples are instead one word
+or short phrase of the sentence repeated, and half of the noise examples symbol garbage (runs of brackets,
+syllables, U+FFFD): what collapsed synthetic text looks like ("with with with", "}}}}ananan", "\ufffd\ufffd")."""
 
 from __future__ import annotations
 
@@ -49,15 +51,42 @@ def mild_gibberish(sentence: str, rng: random.Random, rate: float = 0.2) -> str:
     return " ".join(words)
 
 
+def repetition(sentence: str, rng: random.Random) -> str:
+    """One to three consecutive words of the sentence repeated to about its length."""
+    words = sentence.split()
+    k = rng.randint(1, min(3, len(words)))
+    i = rng.randrange(len(words) - k + 1)
+    return " ".join((words[i:i + k] * len(words))[:max(len(words), 4)])
+
+
+_SYMBOLS = "}{)(][><*=_-~/|\\#^\ufffd"
+
+
+def garbage(sentence: str, rng: random.Random) -> str:
+    """Runs of one symbol, syllable or replacement character, about as long as the sentence."""
+    letters = [c for c in sentence.lower() if c.isalpha()] or ["a"]
+    out = ""
+    while len(out) < max(len(sentence), 8):
+        unit = rng.choice([rng.choice(_SYMBOLS), rng.choice(letters) + rng.choice(letters), "\ufffd"])
+        out += unit * rng.randint(2, 12) + rng.choice(["", "", " "])
+    return out.strip()
+
+
+def _either(a, b):
+    return lambda s, rng: (a if rng.random() < 0.5 else b)(s, rng)
+
+
 CORRUPTIONS = {"clean": lambda s, rng: s, "mild gibberish": mild_gibberish, "word salad": word_salad,
                "noise": noise}
+DEGENERATE = CORRUPTIONS | {"word salad": _either(word_salad, repetition), "noise": _either(noise, garbage)}
 
 
 def quality_examples(texts, seed: int = 0, min_words: int = 5, max_sentences: int | None = None,
-                     all_classes: bool = False):
+                     all_classes: bool = False, degenerate: bool = False):
     """(text, class) pairs from the sentences of `texts` (deduplicated, >= min_words words), shuffled:
     each sentence is corrupted into one class in turn (balanced, every sentence once), or with
-    `all_classes` into all four (contrastive pairs: the same words clean and corrupted)."""
+    `all_classes` into all four (contrastive pairs: the same words clean and corrupted). `degenerate` adds
+    repetition and symbol garbage to the word-salad and noise classes."""
     rng = random.Random(seed)
     seen, sents = set(), []
     for text in texts:
@@ -67,7 +96,8 @@ def quality_examples(texts, seed: int = 0, min_words: int = 5, max_sentences: in
                 sents.append(s)
     rng.shuffle(sents)
     sents = sents[:max_sentences] if max_sentences else sents
+    corrupt = DEGENERATE if degenerate else CORRUPTIONS
     if all_classes:
-        return [(CORRUPTIONS[c](s, rng), c) for s in sents for c in QUALITY_CLASSES]
-    return [(CORRUPTIONS[c](s, rng), c) for s, c in
+        return [(corrupt[c](s, rng), c) for s in sents for c in QUALITY_CLASSES]
+    return [(corrupt[c](s, rng), c) for s, c in
             zip(sents, (QUALITY_CLASSES[i % 4] for i in range(len(sents))), strict=True)]

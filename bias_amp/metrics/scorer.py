@@ -1,24 +1,34 @@
 """Everything measured on one model version's synthetic articles: leaning (§4.3), quality index (§4.4),
-perplexity (§5.2). `Scorer(cfg).score(articles)` -> one row per article; `summarize` -> the metrics.csv
-values. Each metric can be disabled (`<metric>.enabled: false` -> NaN column). Models load on the first
-score() call and stay loaded until close(). A metric config with a `train:` block (smoke) trains its small
-classifier once, cached under `${paths.cache_dir}/<leaning|quality>-<name>-<hash>`."""
+perplexity (§5.2), and the instrument-free collapse measures (`collapse`). `Scorer(cfg).score(articles)` ->
+one row per article; `summarize` -> the metrics.csv values. Each metric can be disabled
+(`<metric>.enabled: false` -> NaN column). Models load on the first score() call and stay loaded until
+close(). A metric config with a `train:` block (a smoke model trained on the fly) needs its model dir from
+`trained[<metric>]()` (the loop passes `bias_amp.classifier.cache.trained_instruments(cfg)`).
+
+Unscorable articles: an article with fewer than MIN_WORDS words (empty or near-empty, as late generations of
+a collapsed run produce) gets NaN for every score; it is counted in `n_unscorable` and stays in
+`n_articles`. Shares, expected shares and means are over the scorable articles."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
 from bias_amp.errors import ConfigError, check
+from bias_amp.layout import LEANINGS
+from bias_amp.metrics import collapse
 from bias_amp.metrics import leaning as leaning_m
 from bias_amp.metrics import perplexity as perplexity_m
 from bias_amp.metrics import quality as quality_m
-from bias_amp.metrics.stats import LEANINGS, mean_ci, shares
+from bias_amp.metrics.stats import mean_ci, share_cis, shares
 
-COLUMNS = ["id", "label", "p_left", "p_center", "p_right", "leaning", "quality", "perplexity"]
+MIN_WORDS = 3            # fewer words (collapse.words) than this: the article is unscorable
+COLUMNS = ["id", "label", "n_words", "p_left", "p_center", "p_right", "leaning", "quality", "perplexity",
+           *collapse.COLUMNS]
 
 
 def _enabled(cfg) -> bool:
@@ -26,19 +36,15 @@ def _enabled(cfg) -> bool:
 
 
 class Scorer:
-    def __init__(self, cfg: DictConfig, *, device="cpu", base_model_loader=None):
-        self.cfg, self.device, self.loader = cfg, device, base_model_loader
-        self.cache_dir = cfg.paths.cache_dir
+    def __init__(self, cfg: DictConfig, *, device="cpu", base_model_loader=None,
+                 trained: dict[str, Callable[[], str]] | None = None):
+        self.cfg, self.device, self.loader, self.trained = cfg, device, base_model_loader, dict(trained or {})
         self.leaning = leaning_m.LeaningClassifier(cfg.leaning, device=device) if _enabled(cfg.leaning) else None
         self.quality = quality_m.QualityDetector(cfg.quality, device=device) if _enabled(cfg.quality) else None
-        self.train_cfgs = {}
         for key, metric in (("leaning", self.leaning), ("quality", self.quality)):
             if metric is not None and metric.cfg.get("train") is not None:
-                from bias_amp.classifier import compose
-
-                tcfg = compose(metric.cfg.train)
-                check(tcfg.task == key, f"{key}.train.task", repr(key), tcfg.task)
-                self.train_cfgs[key] = tcfg
+                check(key in self.trained, f"{key}.train", "a trained model (Scorer(trained=...), see "
+                      "bias_amp.classifier.cache.trained_instruments)", "none given")
         self.ppl_cfg = cfg.perplexity if _enabled(cfg.perplexity) else None
         if self.ppl_cfg is not None:
             perplexity_m.validate(self.ppl_cfg)
@@ -47,15 +53,15 @@ class Scorer:
         self.ppl_model = self.ppl_tok = None
         self._loaded = False
 
-    def _load(self) -> None:
-        from bias_amp.classifier import train_cached
+    @property
+    def smoke_instruments(self) -> bool:
+        """True when the leaning or quality model is a smoke model trained on the fly (not a measurement)."""
+        return any(m is not None and m.cfg.get("train") is not None for m in (self.leaning, self.quality))
 
+    def _load(self) -> None:
         for key, metric in (("leaning", self.leaning), ("quality", self.quality)):
             if metric is not None:
-                path = None
-                if key in self.train_cfgs:
-                    path = str(train_cached(self.train_cfgs[key], self.cache_dir, f"{key}-{metric.cfg.name}"))
-                metric.load(path)
+                metric.load(self.trained[key]() if metric.cfg.get("train") is not None else None)
         if self.ppl_cfg is not None:
             if self.ppl_cfg.get("model") is None:
                 model, tok = self.loader()
@@ -67,26 +73,37 @@ class Scorer:
         self._loaded = True
 
     def score(self, articles: list[dict]) -> pd.DataFrame:
-        """One row per article (same order) with COLUMNS."""
+        """One row per article (same order) with COLUMNS; unscorable articles get NaN scores."""
         for i, a in enumerate(articles):
             ok = isinstance(a, dict) and isinstance(a.get("text"), str) and "id" in a and "label" in a
             check(ok, f"articles[{i}]", "a record with id, label and text (str)", type(a).__name__)
         if not self._loaded:
             self._load()
-        n, texts = len(articles), [a["text"] for a in articles]
-        out = pd.DataFrame({"id": [str(a["id"]) for a in articles], "label": [a["label"] for a in articles]})
-        probs = self.leaning.predict(texts) if self.leaning is not None and n else np.full((n, 3), np.nan)
+        n_words = np.array([len(collapse.words(a["text"])) for a in articles], dtype=int)
+        keep = np.flatnonzero(n_words >= MIN_WORDS)
+        texts = [articles[i]["text"] for i in keep]
+        out = pd.DataFrame({"id": [str(a["id"]) for a in articles], "label": [a["label"] for a in articles],
+                            "n_words": n_words})
+        probs = np.full((len(articles), 3), np.nan)
+        if self.leaning is not None and len(keep):
+            probs[keep] = self.leaning.predict(texts)
         for j, c in enumerate(LEANINGS):
             out[f"p_{c}"] = probs[:, j]
-        out["leaning"] = leaning_m.argmax_leaning(probs) if self.leaning is not None else None
-        out["quality"] = self.quality.index(texts) if self.quality is not None and n else np.nan
-        if self.ppl_cfg is not None and n:
+        out["leaning"] = None
+        if self.leaning is not None and len(keep):
+            out.loc[keep, "leaning"] = leaning_m.argmax_leaning(probs[keep])
+        out["quality"] = out["perplexity"] = np.nan
+        if self.quality is not None and len(keep):
+            out.loc[keep, "quality"] = self.quality.index(texts)
+        if self.ppl_cfg is not None and len(keep):
             c = self.ppl_cfg
-            out["perplexity"] = perplexity_m.perplexities(
+            out.loc[keep, "perplexity"] = perplexity_m.perplexities(
                 self.ppl_model, self.ppl_tok, texts, max_length=c.get("max_length"), stride=c.stride,
                 batch_size=c.batch_size, max_tokens=c.get("max_tokens"))
-        else:
-            out["perplexity"] = np.nan
+        measures = collapse.table(texts)
+        for col in collapse.COLUMNS:
+            out[col] = np.nan
+            out.loc[keep, col] = measures[col].to_numpy()
         return out[COLUMNS]
 
     def close(self) -> None:
@@ -98,14 +115,24 @@ class Scorer:
 
 
 def summarize(scores: pd.DataFrame) -> dict:
-    """The version's metrics.csv values: shares (0..1) over articles with a leaning, mean and 95% t-CI."""
+    """The version's metrics.csv values over its scorable articles: argmax shares (0..1) with bootstrap 95%
+    CIs, expected shares (mean probabilities), mean and 95% t-CI of quality and perplexity, the collapse
+    measures' means; `n_unscorable` counts the articles without scores (NaN when `n_words` is absent)."""
     missing = [c for c in ("leaning", "quality", "perplexity") if c not in scores.columns]
     if missing:
         raise ConfigError("scores", "columns leaning, quality, perplexity", missing)
     labels = [x for x in scores["leaning"] if isinstance(x, str)]
     sh = shares(labels) if labels else {c: math.nan for c in LEANINGS}
-    out = {"n_articles": int(len(scores)), **{f"share_{c}": float(sh[c]) for c in LEANINGS}}
+    cis = share_cis(labels)
+    unscorable = int((scores["n_words"] < MIN_WORDS).sum()) if "n_words" in scores else math.nan
+    out = {"n_articles": int(len(scores)), "n_unscorable": unscorable,
+           **{f"share_{c}": float(sh[c]) for c in LEANINGS}}
+    for c in LEANINGS:
+        out |= {f"share_{c}_ci_low": cis[c][0], f"share_{c}_ci_high": cis[c][1]}
+    for c in LEANINGS:
+        p = pd.to_numeric(scores[f"p_{c}"], errors="coerce").to_numpy(float) if f"p_{c}" in scores else []
+        out[f"expected_{c}"] = float(np.nanmean(p)) if np.isfinite(p).any() else math.nan
     for col in ("quality", "perplexity"):
         m, lo, hi = mean_ci(pd.to_numeric(scores[col], errors="coerce").to_numpy(dtype=float))
         out |= {f"{col}_mean": m, f"{col}_ci_low": lo, f"{col}_ci_high": hi}
-    return out
+    return out | collapse.summary(scores)

@@ -1,0 +1,107 @@
+"""The classifier's examples: articles read, split (stratified by label; `random` or outlet-disjoint
+`source`), the center class rebalanced, and for the quality task turned into corrupted sentences."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from omegaconf import DictConfig, OmegaConf
+
+from bias_amp.errors import check
+from bias_amp.metrics.corrupt import quality_examples
+
+SPLITS = ("random", "source")
+
+
+def _record(a) -> dict:
+    return {"title": a.title, "body": a.body, "label": a.label, "source": a.source}
+
+
+def _record_text(rec: dict, template: str) -> str:
+    return template.format(title=rec["title"], body=rec["body"])
+
+
+def _read_split_file(cfg: DictConfig, path: str) -> list[dict]:
+    """Every article of a split file, read with the `data` config's reader and maps (no sampling)."""
+    from bias_amp.data import read_articles
+
+    data = OmegaConf.merge(cfg.data, {"path": str(path), "hub": None, "per_label": None, "format": "auto"})
+    return [_record(a) for a in read_articles(data)]
+
+
+def load_articles(cfg: DictConfig, seed: int) -> list[dict]:
+    """The classifier's pool of articles: `split.train` if given, else the `data` corpus (load_corpus)."""
+    if cfg.split.get("train"):
+        return _read_split_file(cfg, cfg.split.train)
+    from bias_amp.data import load_corpus
+
+    return [_record(a) for a in load_corpus(cfg.data, seed)]
+
+
+def split_articles(arts: list[dict], by: str, fractions, seed: int) -> tuple[list, list, list]:
+    """Stratified by label: `random` splits articles, `source` splits outlets (outlet-disjoint parts)."""
+    rng = random.Random(seed)
+    parts: tuple[list, list, list] = ([], [], [])
+    for label in sorted({a["label"] for a in arts}):
+        group = [a for a in arts if a["label"] == label]
+        if by == "random":
+            rng.shuffle(group)
+            units = [[a] for a in group]
+        else:
+            sources = sorted({a["source"] for a in group})
+            rng.shuffle(sources)
+            units = [[a for a in group if a["source"] == s] for s in sources]
+        cum, n = 0, len(group)
+        for unit in units:
+            k = 0 if cum < fractions[0] * n else 1 if cum < (fractions[0] + fractions[1]) * n else 2
+            parts[k].extend(unit)
+            cum += len(unit)
+    return parts
+
+
+def balance_center(train: list[dict], seed: int) -> list[dict]:
+    """Resample the center class to the mean size of left and right (with replacement when upsampling)."""
+    rng = random.Random(seed)
+    counts = Counter(a["label"] for a in train)
+    target = round((counts["left"] + counts["right"]) / 2)
+    center = [a for a in train if a["label"] == "center"]
+    if not center or target == len(center):
+        return train
+    pick = rng.choices(center, k=target) if target > len(center) else rng.sample(center, target)
+    return [a for a in train if a["label"] != "center"] + pick
+
+
+def make_examples(cfg: DictConfig, seed: int) -> dict[str, list[tuple[str, str]]]:
+    """{'train'|'valid'|'test': [(text, class)]} for the task; articles are split before sentences are
+    drawn, so the quality task's held-out sentences come from unseen articles."""
+    arts = load_articles(cfg, seed)
+    fr = list(cfg.split.fractions)
+    given = {p: _read_split_file(cfg, cfg.split[p]) for p in ("valid", "test") if cfg.split.get(p)}
+    if "test" in given and "valid" not in given:
+        fr = [fr[0] / (fr[0] + fr[1]), 1 - fr[0] / (fr[0] + fr[1]), 0.0]
+    tr, va, te = split_articles(arts, cfg.split.by, fr, seed)
+    parts = {"train": tr, "valid": given.get("valid", va), "test": given.get("test", te)}
+    if "valid" in given and "test" not in given:
+        parts["train"], parts["test"] = tr + va, te
+    if cfg.task == "leaning":
+        if cfg.balance_center:
+            parts["train"] = balance_center(parts["train"], seed)
+        out = {k: [(_record_text(a, cfg.text_template), a["label"]) for a in v] for k, v in parts.items()}
+    else:
+        caps = {"train": cfg.train.get("max_examples"), "valid": cfg.train.get("max_eval_examples"),
+                "test": cfg.train.get("max_eval_examples")}
+        per = 4 if cfg.quality.all_classes else 1  # examples per sentence; cap sentences before corrupting
+        out = {k: quality_examples([_record_text(a, cfg.text_template) for a in v], seed=seed + i,
+                                   min_words=cfg.quality.min_words, all_classes=cfg.quality.all_classes,
+                                   degenerate=cfg.quality.get("degenerate", False),
+                                   max_sentences=-(-caps[k] // per) if caps[k] else None)
+               for i, (k, v) in enumerate(parts.items())}
+    rng = random.Random(seed)  # optional fixed random subsets (long benchmarks on few cores)
+    for k, cap in (("train", cfg.train.get("max_examples")), ("valid", cfg.train.get("max_eval_examples")),
+                   ("test", cfg.train.get("max_eval_examples"))):
+        if cap and len(out[k]) > cap:
+            out[k] = rng.sample(out[k], cap)
+    for k, v in out.items():
+        check(len(v) > 0, f"split.{k}", "a non-empty part (more data or other fractions)", 0)
+    return out

@@ -1,0 +1,45 @@
+"""Instrument-free collapse measures on hand-made texts with known values."""
+
+import math
+import zlib
+
+import pandas as pd
+import pytest
+
+from bias_amp.metrics.collapse import COLUMNS, compression_ratio, measures, summary, table, words
+
+
+def test_words_are_lowercased_runs_and_symbols():
+    assert words("The U.S. said: \"No!\"") == ["the", "u", ".", "s", ".", "said", ":", '"', "no", "!", '"']
+    assert words("") == [] and words(None) == []
+
+
+def test_known_values():
+    rep = measures("with with with with with with with with")          # 8 words, one type
+    assert rep["distinct_1"] == 1 / 8 and rep["distinct_2"] == 1 / 7 and rep["repeated_4gram_share"] == 0.8
+    clean = measures("The cat sat on the mat.")                       # the, cat, sat, on, the, mat, .
+    assert clean["distinct_1"] == 6 / 7 and clean["distinct_2"] == 1 and clean["repeated_4gram_share"] == 0
+    loop = measures("a b c d a b c d")                                 # 4-grams abcd bcda cdab dabc abcd
+    assert loop["distinct_2"] == 4 / 7 and loop["repeated_4gram_share"] == pytest.approx(0.2)
+    assert measures("With WITH with")["distinct_1"] == 1 / 3
+    short = measures("one two")
+    assert short["distinct_2"] == 1 and math.isnan(short["repeated_4gram_share"])
+    assert all(math.isnan(v) for v in measures("").values())
+
+
+def test_compression_ratio_shows_repetition():
+    text = "with " * 200
+    assert compression_ratio(text) == len(text.encode()) / len(zlib.compress(text.encode(), 9))
+    assert compression_ratio(text) > 10
+    assert compression_ratio("The senate passed the budget bill on Tuesday after a long debate.") < 1.2
+    assert compression_ratio("\ufffd" * 60) > compression_ratio("Lawmakers debated the budget on Tuesday.")
+    assert math.isnan(compression_ratio("   "))
+
+
+def test_table_and_version_summary():
+    df = table(["with with with with with with with with", "The cat sat on the mat.", ""])
+    assert df.columns.tolist() == COLUMNS and len(df) == 3 and df.iloc[2].isna().all()
+    s = summary(df)
+    assert s["distinct_1"] == pytest.approx((1 / 8 + 6 / 7) / 2)            # NaN (empty text) skipped
+    assert s["repeated_4gram_share"] == pytest.approx(0.4)
+    assert all(math.isnan(v) for v in summary(pd.DataFrame({"id": ["x"]})).values())   # columns absent
