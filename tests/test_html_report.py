@@ -192,10 +192,13 @@ def _frame(seeds: dict[int, list[float]], setup="greedy") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _right_share(metrics: pd.DataFrame):
+    return figures.metric_figures(metrics)["right_share"][1]
+
+
 def test_seed_band_is_the_range_over_seeds():
     df = _frame({0: [0.2, 0.4, 0.6], 1: [0.3, 0.5, 0.5], 2: [0.1, 0.6, 0.7]})
-    fig = figures.line_figure(df, "share_right", "t", "%", 100, ("share_right_ci_low", "share_right_ci_high"))
-    band, line = fig.data
+    band, line = _right_share(df).data
     assert line.name == "greedy" and band.legendgroup == "greedy" and band.showlegend is False
     np.testing.assert_allclose(line.y, [20, 50, 60])
     np.testing.assert_allclose(band.y, [30, 60, 70, 50, 40, 10])  # max forwards, then min backwards
@@ -205,9 +208,17 @@ def test_seed_band_is_the_range_over_seeds():
 def test_single_seed_band_is_the_runs_ci():
     df = _frame({0: [0.2, 0.4]})
     df["share_right_ci_low"], df["share_right_ci_high"] = [0.1, 0.3], [0.35, 0.5]
-    band, line = figures.line_figure(df, "share_right", "t", "%", 100, ("share_right_ci_low", "share_right_ci_high")).data
+    band, line = _right_share(df).data
     np.testing.assert_allclose(band.y, [35, 50, 30, 10])
-    assert len(figures.line_figure(df.drop(columns=["share_right_ci_low"]), "share_right", "t", "%").data) == 1
+    assert len(_right_share(df.drop(columns=["share_right_ci_low", "share_right_ci_high"])).data) == 1
+
+
+def test_c_t_columns_are_drawn_as_their_mean_over_seeds():
+    df = _frame({0: [0.2, 0.4], 1: [0.3, 0.5]}).assign(c_t=[1.0, 2.0, 3.0, 6.0], c_t_right=[0.1, 0.2, 0.3, 0.4])
+    fig = figures.metric_figures(df)["c_t"][1]
+    assert [t.name for t in fig.data] == ["greedy", "greedy"] and fig.data[1].showlegend is False
+    np.testing.assert_allclose(fig.data[0].y, [2.0, 4.0])
+    np.testing.assert_allclose(fig.data[1].y, [0.2, 0.3])
 
 
 def test_paper_overlay_and_several_sweeps(sweep, tmp_path):
@@ -251,7 +262,7 @@ def test_smoke_banner_and_instrument_card(sweep, tmp_path):
 def test_bad_input(tmp_path):
     with pytest.raises(ConfigError, match="^sweep: expected an existing sweep directory"):
         html.build(tmp_path / "missing", tmp_path / "out")
-    with pytest.raises(ConfigError, match="^sweep: expected a sweep holding <setup>/seed_<n>/metrics.csv"):
+    with pytest.raises(ConfigError, match="^sweep: expected .*<setup>/seed_<n>/metrics.csv"):
         html.build(tmp_path, tmp_path / "out")
     with pytest.raises(ConfigError, match="^n_articles"):
         html.build(tmp_path, tmp_path / "out", n_articles=-1)

@@ -1,23 +1,22 @@
 """Interactive Plotly figures of the report page, from metrics rows carrying a `series` column.
 
-Every curve's traces share a legendgroup named after its series, so a legend click (or the page's series
-toggles) hides a setup together with its band. Several seeds of a series: the line is the mean over seeds
-and the band their range (min..max); one seed: the band is the run's own 95% CI where metrics.csv has it.
-The paper's published setups (paper-*) are dashed.
+Each series is summarised by `report.aggregate` (the report's one seed aggregation): the line is the mean
+over seeds, the band the range over seeds, or the run's own 95% CI when there is one seed. Every curve's
+traces share a legendgroup named after its series, so a legend click (or the page's series toggles) hides a
+setup with its band. The paper's published setups (paper-*) are dashed.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from bias_amp import report
 from bias_amp.layout import LEANINGS
-from bias_amp.plots import LEANING_COLORS, is_paper
+from bias_amp.plots import COLLAPSE, LEANING_COLORS, is_paper
 
-COLLAPSE = ["distinct_1", "distinct_2", "repeated_4gram_share", "compression_ratio"]
 HEIGHT = 420
 
 
@@ -32,95 +31,87 @@ def _rgba(hex_color: str, alpha: float) -> str:
     return f"rgba({int(h[0:2], 16)}, {int(h[2:4], 16)}, {int(h[4:6], 16)}, {alpha})"
 
 
-def aggregate(df: pd.DataFrame, col: str, ci: tuple[str, str] | None = None) -> pd.DataFrame:
-    """Per generation of one series: mean over seeds, band (seed range, or the CI columns of a single
-    seed), number of seeds. Rows where `col` is missing are left out."""
-    d = df[df[col].notna()]
-    g = d.groupby("generation")[col]
-    out = pd.DataFrame({"y": g.mean(), "lo": g.min(), "hi": g.max(), "seeds": g.size()})
-    if d["seed"].nunique() <= 1:
-        has_ci = ci is not None and all(c in d.columns for c in ci) and d[list(ci)].notna().all().all()
-        rows = d.set_index("generation")
-        out["lo"], out["hi"] = (rows[ci[0]], rows[ci[1]]) if has_ci else (np.nan, np.nan)
-    return out.reset_index()
+def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per series x generation: `report.aggregate`'s means, bands and n_seeds, plus the mean of every
+    c_t column (the column `setup` of the result holds the series)."""
+    summary = report.aggregate(metrics.assign(setup=metrics["series"]))
+    ct = [c for c in metrics.columns if c.startswith("c_t")]
+    if ct:
+        values = metrics[ct].apply(pd.to_numeric, errors="coerce").assign(series=metrics["series"],
+                                                                          generation=metrics["generation"])
+        summary = summary.join(values.groupby(["series", "generation"])[ct].mean(), on=["setup", "generation"])
+    return summary
 
 
-def _axis(fig: go.Figure, gens, **kw) -> None:
-    gens = sorted({int(g) for g in gens})
-    fig.update_xaxes(title_text="generation", tickvals=gens, ticktext=["base" if g < 0 else str(g) for g in gens], **kw)
-
-
-def _curve(fig, df, column, series, color, scale=1.0, ci=None, band=True, legend=True, **pos) -> bool:
-    """Line (and band) of one series into fig; False when the series has no value in `col`."""
-    a = aggregate(df, column, ci)
+def _curve(fig, rows, column, series, color, scale=1.0, band=True, legend=True, **pos) -> bool:
+    """Line (and band) of one series into fig; False when the series has no value in `column`."""
+    a = rows[rows[column].notna()] if column in rows else rows.iloc[:0]
     if a.empty:
         return False
     x, dash = a["generation"].tolist(), "dash" if is_paper(series) else "solid"
-    if band and a["lo"].notna().all() and (a["hi"] > a["lo"]).any():
+    lo, hi = (a.get(f"{column}_band_{end}", pd.Series(float("nan"), index=a.index)) for end in ("low", "high"))
+    if band and lo.notna().all() and (hi > lo).any():
         fig.add_trace(go.Scatter(
-            x=x + x[::-1], y=(a["hi"] * scale).tolist() + (a["lo"] * scale).tolist()[::-1], mode="lines", fill="toself",
+            x=x + x[::-1], y=(hi * scale).tolist() + (lo * scale).tolist()[::-1], mode="lines", fill="toself",
             fillcolor=_rgba(color, 0.18), line=dict(width=0), hoverinfo="skip", showlegend=False,
             legendgroup=series, name=f"{series} band"), **pos)
     fig.add_trace(go.Scatter(
-        x=x, y=(a["y"] * scale).tolist(), mode="lines+markers", name=series, legendgroup=series,
-        showlegend=legend, line=dict(color=color, dash=dash), customdata=a["seeds"].tolist(),
+        x=x, y=(a[column] * scale).tolist(), mode="lines+markers", name=series, legendgroup=series,
+        showlegend=legend, line=dict(color=color, dash=dash), customdata=a["n_seeds"].tolist(),
         hovertemplate=f"{series}<br>generation %{{x}}<br>{column}: %{{y:.4g}}<br>seeds: %{{customdata}}<extra></extra>"),
         **pos)
     return True
 
 
-def line_figure(metrics: pd.DataFrame, col: str, title: str, ytitle: str, scale=1.0, ci=None) -> go.Figure:
+def line_figure(summary: pd.DataFrame, col: str, title: str, ytitle: str, scale=1.0) -> go.Figure:
     fig = go.Figure()
-    cmap = colors(metrics["series"])
-    for series, df in metrics.groupby("series", sort=False):
-        _curve(fig, df, col, series, cmap[series], scale, ci)
+    cmap = colors(summary["setup"])
+    for series, rows in summary.groupby("setup", sort=False):
+        _curve(fig, rows, col, series, cmap[series], scale)
     fig.update_layout(title=title, yaxis_title=ytitle)
-    return _finish(fig, metrics)
+    return _finish(fig, summary)
 
 
-def panels_figure(metrics: pd.DataFrame, cols: list[str], titles: list[str], title: str, scale=1.0) -> go.Figure:
+def panels_figure(summary: pd.DataFrame, cols: list[str], titles: list[str], title: str, scale=1.0) -> go.Figure:
     """One panel per column, each series a line in every panel (legend entry once)."""
-    fig = make_subplots(rows=1, cols=len(cols), subplot_titles=titles, shared_yaxes=True)
-    cmap = colors(metrics["series"])
-    for series, df in metrics.groupby("series", sort=False):
+    fig = make_subplots(rows=1, cols=len(cols), subplot_titles=titles)
+    cmap = colors(summary["setup"])
+    for series, rows in summary.groupby("setup", sort=False):
         shown = False
         for i, col in enumerate(cols):
-            shown |= _curve(fig, df, col, series, cmap[series], scale, band=False, legend=not shown, row=1, col=i + 1)
+            shown |= _curve(fig, rows, col, series, cmap[series], scale, band=False, legend=not shown, row=1, col=i + 1)
     fig.update_layout(title=title)
-    return _finish(fig, metrics)
+    return _finish(fig, summary)
 
 
-def _finish(fig: go.Figure, metrics: pd.DataFrame) -> go.Figure:
-    _axis(fig, metrics["generation"])
+def _finish(fig: go.Figure, summary: pd.DataFrame) -> go.Figure:
+    gens = sorted({int(g) for g in summary["generation"]})
+    fig.update_xaxes(title_text="generation", tickvals=gens, ticktext=["base" if g < 0 else str(g) for g in gens])
     fig.update_layout(template="plotly_white", height=HEIGHT, hovermode="closest", margin=dict(t=70, r=20))
     return fig
 
 
 def metric_figures(metrics: pd.DataFrame) -> dict[str, tuple[str, go.Figure]]:
     """{figure id: (section title, figure)} for every metric the rows carry."""
-    m = metrics
+    s = summarize(metrics)
     figs = {
         "right_share": ("Right-leaning share (Fig. 4, 6)", line_figure(
-            m, "share_right", "% right-leaning articles per generation", "% right", 100,
-            ("share_right_ci_low", "share_right_ci_high"))),
+            s, "share_right", "% right-leaning articles per generation", "% right", 100)),
         "leaning_shares": ("Leaning shares", panels_figure(
-            m, [f"share_{c}" for c in LEANINGS], [f"% {c}" for c in LEANINGS], "Left / center / right shares", 100)),
+            s, [f"share_{c}" for c in LEANINGS], [f"% {c}" for c in LEANINGS], "Left / center / right shares", 100)),
         "quality": ("Quality index (Fig. 5, 7)", line_figure(
-            m, "quality_mean", "Quality index (0 noise ... 3 clean), mean and 95% CI", "quality index", 1,
-            ("quality_ci_low", "quality_ci_high"))),
-        "perplexity": ("Perplexity (Fig. 11)", line_figure(
-            m, "perplexity_mean", "Perplexity, mean and 95% CI", "perplexity", 1,
-            ("perplexity_ci_low", "perplexity_ci_high"))),
+            s, "quality_mean", "Quality index (0 noise .. 3 clean): mean and band", "quality index")),
+        "perplexity": ("Perplexity (Fig. 11)", line_figure(s, "perplexity_mean", "Perplexity: mean and band", "perplexity")),
     }
-    ct = [c for c in m.columns if c.startswith("c_t") and m[c].notna().any()]
-    if ct:
-        figs["c_t"] = ("c_t", panels_figure(m, ct, ct, "c_t per generation"))
-    collapse = [c for c in COLLAPSE if c in m.columns and m[c].notna().any()]
-    if collapse:
-        figs["collapse"] = ("Collapse measures (instrument-free)", panels_figure(
-            m, collapse, [c.replace("_", " ") for c in collapse], "Collapse measures"))
     for ann, c in zip(figs["leaning_shares"][1].layout.annotations, LEANINGS, strict=True):
         ann.font = dict(color=LEANING_COLORS[c])  # panel titles in the leanings' colours
+    ct = [c for c in s.columns if c.startswith("c_t") and s[c].notna().any()]
+    if ct:
+        figs["c_t"] = ("c_t", panels_figure(s, ct, ct, "c_t per generation"))
+    collapse = [c for c in COLLAPSE if c in s.columns and s[c].notna().any()]
+    if collapse:
+        figs["collapse"] = ("Collapse measures (instrument-free)", panels_figure(
+            s, collapse, [COLLAPSE[c] for c in collapse], "Collapse measures"))
     return figs
 
 

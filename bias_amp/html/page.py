@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 from plotly.offline import get_plotlyjs
 
-from bias_amp.errors import check
+from bias_amp import plots, report
+from bias_amp.errors import check, check_range
 from bias_amp.html import figures, studies
 from bias_amp.html.studies import Study
 from bias_amp.io import write_text
@@ -104,7 +105,8 @@ def _cell(v) -> str:
 
 
 def metrics_table(metrics: pd.DataFrame) -> str:
-    cols = [c for c in metrics.columns if c != "series"]
+    """Every row, every column (raw values in data-v for sorting, shown with 4 significant digits)."""
+    cols = list(metrics.columns)
     head = "".join(f"<th>{escape(c)}</th>" for c in cols)
     rows = "".join("<tr>" + "".join(_cell(v) for v in r) + "</tr>\n"
                    for r in metrics[cols].astype(object).itertuples(index=False))
@@ -121,17 +123,19 @@ def _scores(v: dict) -> str:
     return " — ".join(parts)
 
 
-def trajectories(study: Study, n: int, seed: int) -> list[tuple[str, str]]:
-    """[(picker key, html)]: per chosen article, the real article and each setup's versions (first seed)."""
-    first = {}
-    for run in study.runs:
-        first.setdefault(run.parent.name, run)
-    ids = studies.choose_articles(study.runs[0], n, seed) if study.runs else []
+def trajectories(study: Study, n: int, seed: int, ids: list[str] | None = None) -> list[tuple[str, str]]:
+    """[(picker key, html)]: per article (`ids`, else `n` chosen by `report.choose_articles`), the real
+    article and every version of each setup's first run."""
+    m = study.metrics
+    if ids is None:
+        ids = report.choose_articles(report.load_scores(None, m), n, seed)
+    first = m.drop_duplicates("setup")[["setup", "run_dir"]].itertuples(index=False)
+    first = [(setup, Path(run)) for setup, run in first]
     out = []
     for aid in ids:
         body = []
-        for setup, run in first.items():
-            t = studies.trajectory(run, aid)
+        for setup, run in first:
+            t = studies.trajectory(m, run, aid)
             body.append(f"<h4>{escape(setup)} ({escape(run.name)})</h4>")
             if t["real"] is not None:
                 r = t["real"]
@@ -168,15 +172,16 @@ def _analysis(study: Study) -> str:
     return "\n".join(parts)
 
 
-def render(shown: list[Study], n_articles: int = 3, seed: int = 0) -> str:
+def render(shown: list[Study], n_articles: int = 3, seed: int = 0, articles: list[str] | None = None) -> str:
     """The page's HTML for the studies (sweeps first, the paper's curves last)."""
     metrics = studies.combine(shown)
     sweeps = [s for s in shown if s.runs]
     body = [f"<h1>bias-amp report: {escape(', '.join(s.name for s in shown))}</h1>"]
-    smoke = studies.smoke_setups(metrics)
+    smoke = studies.smoke_series(metrics)
     if smoke:
-        body.append(f'<div class="banner" id="smoke-banner">instrument: smoke model trained on the fly '
-                    f'({escape(", ".join(smoke))}): leaning shares and quality indices are not measurements</div>')
+        body.append(f'<div class="banner" id="smoke-banner"><b>{escape(plots.SMOKE_BANNER)}</b>. instrument: smoke '
+                    f'model trained on the fly ({escape(", ".join(smoke))}): their leaning shares and quality indices '
+                    "test the pipeline, they measure nothing; the collapse measures are instrument-free.</div>")
     boxes = "".join(f'<label><input type="checkbox" value="{escape(s)}" checked> {escape(s)}</label>'
                     for s in dict.fromkeys(metrics["series"]))
     body.append(f'<div class="toggles" id="series-toggles"><b>series:</b> {boxes}</div>')
@@ -185,12 +190,12 @@ def render(shown: list[Study], n_articles: int = 3, seed: int = 0) -> str:
     analysed = [s for s in sweeps if s.analysis is not None]
     if analysed:
         body += ["<h2>Neuron analysis (§5.4)</h2>", *(_analysis(s) for s in analysed)]
-    body += ["<h2>Metrics</h2><p>Click a column to sort.</p>", metrics_table(metrics.drop(columns="series"))]
+    body += ["<h2>Metrics</h2><p>Click a column to sort.</p>", metrics_table(metrics.drop(columns=["series", "run_dir"], errors="ignore"))]
     cards = {p: t for s in sweeps for p, t in studies.instrument_cards(s.runs).items()}
     if cards:
         body += ["<h2>Instrument cards</h2>", *(_details(p, t, open_=True) for p, t in cards.items())]
     body += ["<h2>Article trajectories (App. C, F)</h2>",
-             _trajectory_section([t for s in sweeps for t in trajectories(s, n_articles, seed)])]
+             _trajectory_section([t for s in sweeps for t in trajectories(s, n_articles, seed, articles)])]
     body.append("<h2>Resolved configs</h2>")
     body += [_details(f"{s.name} · {r.parent.name} · {r.name}", (r / "config.yaml").read_text(encoding="utf-8"))
              for s in sweeps for r in s.runs if (r / "config.yaml").is_file()]
@@ -200,13 +205,14 @@ def render(shown: list[Study], n_articles: int = 3, seed: int = 0) -> str:
             + f"\n<script>const CONFIG = {json.dumps(PLOT_CONFIG)};{SCRIPT}</script></body></html>\n")
 
 
-def build(sweeps, out, paper=None, n_articles: int = 3, seed: int = 0) -> Path:
-    """Write OUT/index.html for the sweeps (a path or a list) and, with `paper`, the published curves."""
+def build(sweeps, out, paper=None, n_articles: int = 3, seed: int = 0, articles: list[str] | None = None) -> Path:
+    """Write OUT/index.html for the sweeps (a path or a list) and, with `paper`, the published curves;
+    trajectories of `articles` (ids) or of `n_articles` chosen with `seed`."""
     sweeps = [sweeps] if isinstance(sweeps, str | Path) else list(sweeps or [])
     check(bool(sweeps) or paper is not None, "sweeps", "a sweep directory or the paper's scores", None)
-    check(n_articles >= 0, "n_articles", "an integer >= 0", n_articles)
+    check_range(n_articles, "n_articles", 0, integer=True)
     names = studies.study_names(sweeps) if sweeps else []
     shown = [studies.load_study(s, n) for s, n in zip(sweeps, names, strict=True)]
     if paper is not None:
         shown.append(studies.paper_study(paper))
-    return write_text(Path(out) / "index.html", render(shown, n_articles, seed))
+    return write_text(Path(out) / "index.html", render(shown, n_articles, seed, articles))
