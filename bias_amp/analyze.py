@@ -1,33 +1,36 @@
 """`python -m bias_amp.analyze SWEEP [key=value ...]`: which neurons move with bias and quality (§5.4, App. K).
 
-Joins every `SWEEP/<setup>/metrics.csv` with the versions' `probe.npz` and, per neuron (block output unit),
-relates each probe (weight, activation) to each target (right share, quality index): Pearson r and OLS
-with Newey-West SEs (`bias_amp.hac`), in first differences within each setup (default, App. K) or in
-levels (`mode=levels`). r is computed on the same series as the regression (differences or levels).
+Joins every run's metrics.csv (SWEEP/<setup>/seed_<n>/, found by `layout.run_dirs`) with the versions'
+`probe.npz` and, per neuron (block output unit), relates each probe (weight, activation) to each target
+(right share, quality index): Pearson r and OLS with Newey-West SEs (`bias_amp.hac`), in first differences
+within each run (default, App. K) or in levels (`mode=levels`). Each setup x seed is its own panel unit (its
+own time series). r is computed on the same series as the regression (differences or levels).
 Significance: p < alpha / (neurons x relationships) (Bonferroni). Writes to SWEEP/analysis/:
 neurons.csv (one row per relationship x neuron; layer and unit are 0-based array indices), overlap.csv /
 overlap.md (significant-set sizes on the diagonal, pairwise overlaps off it), summary.json, and per
-relationship r_by_layer_<rel>.png (Fig. 12-15 style) and p_by_layer_<rel>.png.
+relationship r_by_layer_<rel>.png (Fig. 12-15 style) and p_by_layer_<rel>.png. Targets measured with smoke
+instruments carry the smoke banner (overlap.md, figures, summary.json's smoke_instruments).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
 from pathlib import Path
 
+import hydra
 import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from bias_amp import cli, plots
 from bias_amp.errors import check, check_range
 from bias_amp.hac import ols_hac, within_diff
-from bias_amp.io import atomic_path, read_json, write_csv, write_json, write_text
+from bias_amp.io import read_json, write_csv, write_json, write_text
 from bias_amp.probes import KEYS, load_probe
+from bias_amp.report import is_smoke, load_runs
 
 log = logging.getLogger(__name__)
-CONF = Path(__file__).resolve().parents[1] / "conf" / "analyze.yaml"
 
 
 def validate(cfg: DictConfig) -> None:
@@ -42,34 +45,26 @@ def validate(cfg: DictConfig) -> None:
 
 
 def load_sweep(sweep: Path, targets: dict[str, str], include_baseline=False, setups=None):
-    """(meta, arrays): one meta row per probed version (setup, version, generation, target columns) and
-    {"weight"|"activation": float64 [n_versions, n_layer, hidden]} in the same order."""
-    check(sweep.is_dir(), "sweep", "an existing sweep directory", str(sweep))
-    dirs = sorted(p.parent for p in sweep.glob("*/metrics.csv"))
+    """(meta, arrays): one meta row per probed version (run = '<setup>/seed_<n>', setup, seed, version,
+    generation, target columns, smoke_instruments) and {"weight"|"activation": float64 [n_versions, n_layer,
+    hidden]} in the same order."""
+    runs = load_runs(sweep, ["version", "generation", *dict.fromkeys(targets.values())])
     if setups is not None:
-        dirs = [d for d in dirs if d.name in set(setups)]
-    check(bool(dirs), "sweep", "setup directories with a metrics.csv (SWEEP/<setup>/metrics.csv)", str(sweep))
-    rows = []
-    for d in dirs:
-        df = pd.read_csv(d / "metrics.csv")
-        need = ["version", "generation", *dict.fromkeys(targets.values())]
-        missing = [c for c in need if c not in df.columns]
-        check(not missing, f"{d.name}/metrics.csv", f"columns {need}", f"missing {missing}")
-        df = df.drop_duplicates("version", keep="last")
-        if not include_baseline:
-            df = df[df.generation >= 0]
-        for rec in df.to_dict("records"):
-            rec["setup"] = d.name
-            rec["path"] = d / str(rec["version"]) / "probe.npz"
-            rows.append(rec)
-    have = [r for r in rows if r["path"].is_file()]
-    if len(have) < len(rows):
-        log.warning("%d of %d versions have no probe.npz and are left out", len(rows) - len(have), len(rows))
-    check(bool(have), "sweep", "probe.npz files under SWEEP/<setup>/<version>/ (run with probe=default)",
-          str(sweep))
+        runs = runs[runs.setup.isin(set(setups))]
+    check(not runs.empty, "setups", "names of setups in the sweep", list(setups or []))
+    if not include_baseline:
+        runs = runs[runs.generation >= 0]
+    runs = runs.assign(run=runs.setup + "/seed_" + runs.seed.astype(int).astype(str),
+                       path=[Path(d) / str(v) / "probe.npz" for d, v in zip(runs.run_dir, runs.version, strict=True)])
+    have = runs[[p.is_file() for p in runs.path]]
+    if len(have) < len(runs):
+        log.warning("%d of %d versions have no probe.npz and are left out", len(runs) - len(have), len(runs))
+    check(not have.empty, "sweep", "probe.npz files under SWEEP/<setup>/seed_<n>/<version>/ (run with "
+          "probe=default)", str(sweep))
     check(len(have) >= 3, "sweep", "at least 3 probed versions", len(have))
-    meta = pd.DataFrame(have)[["setup", "version", "generation", "path", *dict.fromkeys(targets.values())]]
-    meta = meta.sort_values(["setup", "generation"], kind="stable").reset_index(drop=True)   # time order per setup
+    meta = have.assign(smoke_instruments=is_smoke(have))[
+        ["run", "setup", "seed", "version", "generation", "path", "smoke_instruments", *dict.fromkeys(targets.values())]]
+    meta = meta.sort_values(["run", "generation"], kind="stable").reset_index(drop=True)   # time order per run
     arrays = {k: [] for k in KEYS}
     for path in tqdm(meta.path, desc="probes", leave=False, disable=None):
         for k, v in load_probe(path).items():
@@ -84,7 +79,7 @@ def regress(meta: pd.DataFrame, arrays: dict, cfg: DictConfig) -> pd.DataFrame:
     n_layer, hidden = next(iter(arrays.values())).shape[1:]
     rels = [(p, t) for p in cfg.probes for t in cfg.targets]
     threshold = cfg.alpha / (n_layer * hidden * len(rels))
-    setup, gen = meta.setup.to_numpy(), meta.generation.to_numpy()
+    unit, gen = meta.run.to_numpy(), meta.generation.to_numpy()           # panel unit: setup x seed
     out = []
     for probe_name, target in tqdm(rels, desc="regressions", leave=False, disable=None):
         col = cfg.targets[target]
@@ -92,10 +87,10 @@ def regress(meta: pd.DataFrame, arrays: dict, cfg: DictConfig) -> pd.DataFrame:
         y = meta[col].to_numpy(dtype=np.float64)
         check(bool(np.isfinite(y).all()), f"targets.{target}", f"finite values in metrics.csv column {col}",
               f"{int((~np.isfinite(y)).sum())} missing")
-        groups = setup
+        groups = unit
         if cfg.mode == "diff":
-            X, groups = within_diff(X, setup, gen)
-            y, _ = within_diff(y, setup, gen)
+            X, groups = within_diff(X, unit, gen)
+            y, _ = within_diff(y, unit, gen)
         check(len(y) >= 3, "mode", f"at least 3 observations for mode={cfg.mode}", len(y))
         res = ols_hac(y, X, cfg.maxlags, groups=groups if cfg.hac == "panel" else None,
                       use_correction=cfg.use_correction, use_t=cfg.use_t)
@@ -121,31 +116,22 @@ def overlap(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _markdown(table: pd.DataFrame, summary: dict) -> str:
-    head = (f"# Significant neurons ({summary['mode']}, Newey-West maxlags={summary['maxlags']}, "
+    banner = f"> **{plots.SMOKE_BANNER}** (the targets)\n\n" if summary["smoke_instruments"] else ""
+    head = banner + (f"# Significant neurons ({summary['mode']}, Newey-West maxlags={summary['maxlags']}, "
             f"HAC {summary['hac']})\n\nBonferroni threshold p < {summary['alpha']} / "
             f"({summary['neurons']} neurons x {summary['relationships']} relationships) = "
             f"{summary['threshold']:.3g}; {summary['observations']} observations from {summary['versions']} "
-            f"versions of {len(summary['setups'])} setups. Diagonal: set size; off-diagonal: overlap.\n\n")
+            f"versions of {len(summary['runs'])} runs ({len(summary['setups'])} setups x seeds). Diagonal: set size; off-diagonal: overlap.\n\n")
     cols = list(table.columns)
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in table.itertuples(index=False)]
     return head + "\n".join(lines) + "\n"
 
 
-def _save(fig, path: Path) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-
-
-def plot(df: pd.DataFrame, out: Path, threshold: float) -> list[Path]:
+def plot(df: pd.DataFrame, out: Path, threshold: float, smoke: bool = False) -> list[Path]:
     """Per relationship: r by layer (jittered, coloured by significance) and -log10 p by layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
 
-    sns.set_theme(style="whitegrid")
     rng = np.random.default_rng(0)
     paths = []
     for rel, d in tqdm(df.groupby("relationship", sort=False), desc="figures", leave=False, disable=None):
@@ -156,16 +142,19 @@ def plot(df: pd.DataFrame, out: Path, threshold: float) -> list[Path]:
                    palette={"not significant": "0.6", "significant": "tab:red"})
         n_sig = int(d.significant.sum())
         for kind, y, label in (("r", "r", "Pearson r"), ("p", "neg_log_p", "-log10 p")):
-            fig, ax = plt.subplots(figsize=(8, 4.5))
-            sns.scatterplot(data=d, x="jittered", y=y, s=6, linewidth=0, alpha=0.6, ax=ax, **hue)
-            if kind == "p":
-                ax.axhline(-np.log10(threshold), color="tab:red", ls="--", lw=1, label="Bonferroni")
-            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-            ax.set(xlabel="block (0-based)", ylabel=label, xticks=sorted(d.layer.unique()),
-                   title=f"{rel.replace('_', ' vs ')}: {n_sig} significant of {len(d)} neurons")
-            path = out / f"{kind}_by_layer_{rel}.png"
-            _save(fig, path)
-            plt.close(fig)
+            with plots.style():
+                fig, axes = plots.new_figure(8, 4.5)
+                ax = axes[0, 0]
+                sns.scatterplot(data=d, x="jittered", y=y, s=6, linewidth=0, alpha=0.6, ax=ax, **hue)
+                if kind == "p":
+                    ax.axhline(-np.log10(threshold), color="tab:red", ls="--", lw=1, label="Bonferroni")
+                plots.legend_outside(ax)
+                ax.set(xlabel="block (0-based)", ylabel=label, xticks=sorted(d.layer.unique()),
+                       title=f"{rel.replace('_', ' vs ')}: {n_sig} significant of {len(d)} neurons")
+                if smoke:
+                    plots.banner(fig)
+                path = out / f"{kind}_by_layer_{rel}.png"
+                plots.save(fig, path, dpi=120)
             paths.append(path)
     return paths
 
@@ -186,7 +175,8 @@ def analyze(sweep: str | Path, cfg: DictConfig) -> dict[str, Path]:
         "use_correction": cfg.use_correction, "use_t": cfg.use_t, "threshold": df.attrs["threshold"],
         "neurons": int(n_layer * hidden), "n_layer": int(n_layer), "hidden": int(hidden),
         "relationships": int(df.relationship.nunique()), "observations": int(df.n.iloc[0]),
-        "versions": len(meta), "setups": sorted(meta.setup.unique()),
+        "versions": len(meta), "setups": sorted(meta.setup.unique()), "runs": sorted(meta.run.unique()),
+        "smoke_instruments": bool(meta.smoke_instruments.any()),
         "significant": dict(zip(table.relationship, table["size"].astype(int).tolist(), strict=True)),
     }
     paths = {
@@ -196,37 +186,34 @@ def analyze(sweep: str | Path, cfg: DictConfig) -> dict[str, Path]:
         "summary": write_json(out / "summary.json", summary),
     }
     if cfg.plots:
-        paths.update({p.stem: p for p in plot(df, out, df.attrs["threshold"])})
+        paths.update({p.stem: p for p in plot(df, out, df.attrs["threshold"], summary["smoke_instruments"])})
     return paths
 
 
 def load_config(overrides: list[str] = ()) -> DictConfig:
-    """conf/analyze.yaml with `key=value` overrides; unknown keys are refused."""
-    cfg = OmegaConf.load(CONF)
-    OmegaConf.set_struct(cfg, True)
-    OmegaConf.set_struct(cfg.targets, False)                  # targets.<name>=<column> may add a target
-    for item in overrides:
-        key, eq, _ = item.partition("=")
-        check(bool(eq), item, "a key=value override", item)
-        known = key.startswith("targets.") or OmegaConf.select(cfg, key, default="__missing__") != "__missing__"
-        check(known, key, f"a key of {CONF.name}", item)
-    return OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    """conf/analyze.yaml with Hydra overrides (`+targets.<name>=<column>` adds a target)."""
+    return cli.compose("analyze", overrides)
 
 
-def main(argv: list[str] | None = None) -> dict[str, Path]:
-    parser = argparse.ArgumentParser(prog="python -m bias_amp.analyze", description=__doc__.split("\n")[0])
-    parser.add_argument("sweep", help="sweep directory (SWEEP/<setup>/metrics.csv, <version>/probe.npz)")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides of conf/analyze.yaml")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from bias_amp.cli import one_line_errors
-
-    with one_line_errors():
-        paths = analyze(args.sweep, load_config(args.overrides))
+def run(cfg: DictConfig) -> dict[str, Path]:
+    """The app: analyze cfg.sweep and print the significant-set sizes."""
+    check(cfg.sweep is not None, "sweep", "a sweep directory (SWEEP or sweep=DIR)", None)
+    paths = analyze(cfg.sweep, cfg)
     summary = read_json(paths["summary"])
     print(f"significant neurons (p < {summary['threshold']:.3g}): {summary['significant']}")
     print(f"wrote {len(paths)} files to {paths['neurons'].parent}")
     return paths
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="analyze")
+def _app(cfg: DictConfig) -> None:
+    with cli.one_line_errors():
+        run(cfg)
+
+
+def main() -> None:
+    cli.sweep_argument()
+    _app()
 
 
 if __name__ == "__main__":

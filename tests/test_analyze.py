@@ -1,24 +1,31 @@
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 import statsmodels.api as sm
+from conftest import ROOT
+from hydra.errors import ConfigCompositionException
 
-from bias_amp.analyze import analyze, load_config, main
+from bias_amp.analyze import analyze, load_config
 from bias_amp.errors import ConfigError
+from bias_amp.plots import SMOKE_BANNER
 from bias_amp.probes import save_probe
 
 RELS = ["weight_right", "weight_quality", "activation_right", "activation_quality"]
 
 
-def make_sweep(root, n_setups=3, n_gen=6, n_layer=2, hidden=8, seed=0, planted=(), probes=True):
-    """A sweep in the run layout: SWEEP/<setup>/metrics.csv (baseline + gen_00..) and <version>/probe.npz.
-    Probes are random walks over generations; `planted` activation units follow 3 x share_right.
-    Weight unit (0, 0) follows the right share, weight unit (1, 3) the quality index."""
+def make_sweep(root, n_setups=3, n_gen=6, n_layer=2, hidden=8, seed=0, planted=(), probes=True, seeds=(0,),
+               smoke=None):
+    """A sweep in the run layout: SWEEP/<setup>/seed_<n>/metrics.csv (baseline + gen_00..) and
+    <version>/probe.npz, one run per setup x seed. Probes are random walks over generations; `planted`
+    activation units follow 3 x share_right. Weight unit (0, 0) follows the right share, weight unit (1, 3)
+    the quality index."""
     rng = np.random.default_rng(seed)
-    for s in range(n_setups):
-        setup = root / f"setup{s}"
+    for s, run_seed in [(s, r) for s in range(n_setups) for r in seeds]:
+        setup = root / f"setup{s}" / f"seed_{run_seed}"
         gens = np.arange(-1, n_gen)
         right = 0.5 + rng.normal(0, 0.02, len(gens)).cumsum()
         quality = 0.3 + rng.normal(0, 0.02, len(gens)).cumsum()
@@ -30,15 +37,17 @@ def make_sweep(root, n_setups=3, n_gen=6, n_layer=2, hidden=8, seed=0, planted=(
             act[:, layer, unit] = 3 * right + rng.normal(0, 0.05, len(gens)).cumsum()   # diff r ~ 0.77
         wt[:, 0, 0] = 3 * right + rng.normal(0, 0.001, len(gens))
         wt[:, 1, 3] = -2 * quality + rng.normal(0, 0.001, len(gens))
-        metrics = pd.DataFrame({"setup": f"greedy-{s}", "version": versions, "generation": gens,
+        metrics = pd.DataFrame({"setup": f"setup{s}", "seed": run_seed, "version": versions, "generation": gens,
                                 "n_articles": 100, "share_left": 0.1, "share_center": 0.9 - right,
                                 "share_right": right, "quality_mean": quality})
+        if smoke is not None:
+            metrics["smoke_instruments"] = smoke
         setup.mkdir(parents=True)
         metrics.sample(frac=1, random_state=s).to_csv(setup / "metrics.csv", index=False)   # any row order
         if probes:
             for i, v in enumerate(versions):
                 save_probe(setup / v / "probe.npz", {"weight": wt[i], "activation": act[i]})
-    (root / "notes").mkdir()                                  # a dir without metrics.csv is not a setup
+    (root / "notes").mkdir()                                  # a dir without seed_<n>/ is not a setup
     return root
 
 
@@ -49,7 +58,7 @@ def _cfg(**kw):
 def _series(sweep, mode, layer, unit, probe, target, baseline=False):
     """The regression series for one neuron, built independently with pandas."""
     rows = []
-    for m in sorted(sweep.glob("*/metrics.csv")):
+    for m in sorted(sweep.glob("*/seed_*/metrics.csv")):
         df = pd.read_csv(m).sort_values("generation")
         if not baseline:
             df = df[df.generation >= 0]
@@ -141,10 +150,10 @@ def test_planted_neurons_are_recovered_with_bonferroni(tmp_path):
     assert len(others) <= 3, others
 
 
-def test_clear_errors(tmp_path, capsys):
+def test_clear_errors(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ConfigError, match=r"^sweep: expected setup directories with a metrics.csv"):
+    with pytest.raises(ConfigError, match=r"^sweep: expected a directory holding <setup>/seed_<n>/metrics.csv"):
         analyze(empty, _cfg())
     with pytest.raises(ConfigError, match=r"^sweep: expected an existing sweep directory"):
         analyze(tmp_path / "nope", _cfg())
@@ -154,21 +163,45 @@ def test_clear_errors(tmp_path, capsys):
     short = make_sweep(tmp_path / "short", n_setups=1, n_gen=2)
     with pytest.raises(ConfigError, match=r"^sweep: expected at least 3 probed versions, got 2"):
         analyze(short, _cfg())
-    with pytest.raises(SystemExit) as exited:
-        main([str(short)])
-    assert exited.value.code == 2
-    assert capsys.readouterr().err.strip() == "error: sweep: expected at least 3 probed versions, got 2"
+    p = _app(str(short))
+    assert p.returncode == 2 and p.stderr.strip() == "error: sweep: expected at least 3 probed versions, got 2"
+    p = _app()
+    assert p.returncode == 2 and p.stderr.strip() == "error: sweep: expected a sweep directory (SWEEP or sweep=DIR)"
     with pytest.raises(ConfigError, match=r"^mode: expected diff or levels, got 'delta'"):
         analyze(short, _cfg(mode="delta"))
-    with pytest.raises(ConfigError, match=r"^maxlag: expected a key of analyze.yaml"):
+    with pytest.raises(ConfigCompositionException, match=r"Could not override 'maxlag'"):
         load_config(["maxlag=2"])
     with pytest.raises(ConfigError, match=r"^maxlags: expected an integer in \[0, inf\]"):
         analyze(short, _cfg(maxlags=-1))
 
 
-def test_cli_runs_end_to_end(tmp_path, capsys):
+def _app(*args):
+    return subprocess.run([sys.executable, "-m", "bias_amp.analyze", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_cli_runs_end_to_end(tmp_path):
     sweep = make_sweep(tmp_path / "sweep")
-    paths = main([str(sweep), "plots=false", "maxlags=0", "targets.center=share_center"])
-    df = pd.read_csv(paths["neurons"])
+    p = _app(str(sweep), "plots=false", "maxlags=0", "+targets.center=share_center")
+    assert p.returncode == 0, p.stderr
+    df = pd.read_csv(sweep / "analysis" / "neurons.csv")
     assert "activation_center" in set(df.relationship) and df.relationship.nunique() == 6
-    assert "significant neurons (p < " in capsys.readouterr().out
+    assert "significant neurons (p < " in p.stdout and not list(ROOT.glob("analyze.log"))
+
+
+def test_each_setup_and_seed_is_its_own_panel_unit(tmp_path):
+    """Two seeds per setup: differences and HAC lag products stay inside one run (setup x seed), never
+    across the seeds of a setup; smoke instruments put the banner on the outputs."""
+    sweep = make_sweep(tmp_path / "sweep", n_setups=2, seeds=(0, 1), smoke=True)
+    analyze(sweep, _cfg(hac="panel", plots="false", use_t="false", use_correction="false"))
+    df = pd.read_csv(sweep / "analysis" / "neurons.csv")
+    assert (df.n == 4 * 5).all()                               # 4 runs x (6 generations - 1)
+    y, x = _series(sweep, "diff", 1, 6, "activation", "quality_mean")
+    f = sm.OLS(y, sm.add_constant(x)).fit(cov_type="hac-panel", cov_kwds={
+        "groups": np.repeat([0, 1, 2, 3], 5), "maxlags": 1, "use_correction": False})
+    row = df[(df.relationship == "activation_quality") & (df.layer == 1) & (df.unit == 6)].iloc[0]
+    np.testing.assert_allclose([row.beta, row.se, row.p], [f.params[1], f.bse[1], f.pvalues[1]], rtol=1e-6)
+    summary = json.loads((sweep / "analysis" / "summary.json").read_text())
+    assert summary["runs"] == ["setup0/seed_0", "setup0/seed_1", "setup1/seed_0", "setup1/seed_1"]
+    assert summary["setups"] == ["setup0", "setup1"] and summary["smoke_instruments"] is True
+    assert (sweep / "analysis" / "overlap.md").read_text().startswith(f"> **{SMOKE_BANNER}**")
