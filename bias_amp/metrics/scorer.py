@@ -35,9 +35,18 @@ def _enabled(cfg) -> bool:
     return cfg is not None and bool(cfg.get("enabled", True))
 
 
+def validate(cfg: DictConfig) -> None:
+    """Check the leaning, quality and perplexity configs without loading anything (a smoke model's
+    training config is checked by bias_amp.classifier.cache.trained_instruments)."""
+    for key, module in (("leaning", leaning_m), ("quality", quality_m), ("perplexity", perplexity_m)):
+        if _enabled(cfg.get(key)):
+            module.validate(cfg[key])
+
+
 class Scorer:
     def __init__(self, cfg: DictConfig, *, device="cpu", base_model_loader=None,
                  trained: dict[str, Callable[[], str]] | None = None):
+        validate(cfg)
         self.cfg, self.device, self.loader, self.trained = cfg, device, base_model_loader, dict(trained or {})
         self.leaning = leaning_m.LeaningClassifier(cfg.leaning, device=device) if _enabled(cfg.leaning) else None
         self.quality = quality_m.QualityDetector(cfg.quality, device=device) if _enabled(cfg.quality) else None
@@ -47,7 +56,6 @@ class Scorer:
                       "bias_amp.classifier.cache.trained_instruments)", "none given")
         self.ppl_cfg = cfg.perplexity if _enabled(cfg.perplexity) else None
         if self.ppl_cfg is not None:
-            perplexity_m.validate(self.ppl_cfg)
             check(self.ppl_cfg.get("model") is not None or base_model_loader is not None, "perplexity.model",
                   "a model name or directory (no base model loader was given)", None)
         self.ppl_model = self.ppl_tok = None
