@@ -153,31 +153,52 @@ def expected_params(pretrain: tuple[float, float], real: tuple[float, float], ge
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def plot_pdfs(df: pd.DataFrame, real: tuple[float, float], path: Path, title: str = "") -> Path:
-    """Fig. 1/2: the fitted pdf of every generation (one colour each) and the real-data pdf (dashed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def fig_pdfs(df: pd.DataFrame, real: tuple[float, float], title: str = ""):
+    """Fig. 1/2 as small multiples: one panel per generation with its own density scale (the fitted pdf
+    narrows ~2x a generation), the real-data pdf dashed, f_pre dotted, the fitted mean marked against 0.5;
+    the last panel follows the mean across generations (bias amplification: 0.5 -> 0.6)."""
     import seaborn as sns
 
-    from bias_amp.io import atomic_path
+    from bias_amp import plots
 
-    xs = np.linspace(0, 1, 4001)
+    xs = np.linspace(0, 1, 2001)
     colours = sns.color_palette("viridis", len(df))
-    fig, ax = plt.subplots(figsize=(7, 4.2))
-    for colour, row in zip(colours, df.itertuples(), strict=True):
-        ax.plot(xs, stats.beta.pdf(xs, row.alpha, row.beta), color=colour, lw=1.4, label=f"gen {row.generation}")
-    ax.plot(xs, stats.beta.pdf(xs, *real), "k--", lw=1.4, label=f"real Beta({real[0]:g}, {real[1]:g})")
-    if "pretrain" in df.attrs:
-        ax.plot(xs, stats.beta.pdf(xs, *df.attrs["pretrain"]), ":", color="grey", lw=1.4, label="$f_{pre}$")
-    ax.set(xlabel="x", ylabel="density", title=title, xlim=(0, 1))
-    ax.legend(fontsize=7, ncol=2, frameon=False)
-    sns.despine(fig)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=150, format="png")
-    plt.close(fig)
+    ncols = 4
+    nrows = int(np.ceil((len(df) + 1) / ncols))
+    with plots.style():
+        fig, axes = plots.new_figure(3.0 * ncols, 2.1 * nrows + 0.5, nrows, ncols)
+        for ax, colour, row in zip(axes.flat, colours, df.itertuples(), strict=False):
+            ax.fill_between(xs, stats.beta.pdf(xs, row.alpha, row.beta), color=colour, alpha=0.35, lw=0)
+            ax.plot(xs, stats.beta.pdf(xs, row.alpha, row.beta), color=colour, lw=1.6, label="fit")
+            ax.plot(xs, stats.beta.pdf(xs, *real), "k--", lw=1.0, label=f"real Beta({real[0]:g}, {real[1]:g})")
+            if "pretrain" in df.attrs:
+                ax.plot(xs, stats.beta.pdf(xs, *df.attrs["pretrain"]), ":", color="grey", lw=1.2, label="$f_{pre}$")
+            ax.axvline(0.5, color="0.5", lw=0.8)
+            ax.axvline(row.mean, color=colour, lw=1.4, ls="-.")
+            ax.set_xlim(0, 1)
+            ax.set_title(f"gen {row.generation}: mean {row.mean:.3f}", fontsize=9)
+            ax.tick_params(labelsize=7)
+        last = axes.flat[len(df)]
+        last.plot(df["generation"], df["mean"], marker="o", color="tab:red", lw=1.6)
+        last.axhline(0.5, color="0.5", lw=0.8)
+        last.set(title="fitted mean by generation", xlabel="generation", ylim=(0.45, max(0.65, df["mean"].max() + 0.02)))
+        last.set_xticks(df["generation"][::2])
+        last.tick_params(labelsize=7)
+        last.title.set_fontsize(9)
+        for ax in list(axes.flat)[len(df) + 1:]:
+            ax.set_visible(False)
+        for ax in axes[:, 0]:
+            ax.set_ylabel("density")
+        plots.legend_outside(fig, handles=axes.flat[0].lines[:3], labels=[ln.get_label() for ln in axes.flat[0].lines[:3]])
+        fig.suptitle(title or "Beta fits per generation")
+    return fig
+
+
+def plot_pdfs(df: pd.DataFrame, real: tuple[float, float], path: Path, title: str = "") -> Path:
+    """Write fig_pdfs to `path` (PNG, atomically)."""
+    from bias_amp import plots
+
+    plots.save(fig_pdfs(df, real, title), path)
     return Path(path)
 
 

@@ -15,7 +15,7 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from bias_amp.errors import ConfigError
-from bias_amp.wmle import COLUMNS, expected_params, fit_beta, run_wmle, validate
+from bias_amp.wmle import COLUMNS, expected_params, fig_pdfs, fit_beta, run_wmle, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = range(16)  # a run takes ~0.05 s
@@ -88,6 +88,20 @@ def test_defaults_wmle_drifts_to_0_6_and_collapses():
     assert 0.59 <= df["mean"].iloc[-1] <= 0.61
     assert (np.diff(df["variance"]) < 0).all()
     assert df["mean"].iloc[0] == pytest.approx(4 / 7, abs=0.01)  # Beta(2,2) tilted by Beta(3,2) = Beta(4,3)
+
+
+def test_pdf_figure_is_readable_per_generation():
+    """Small multiples: each generation's pdf on its own density scale (generation 0's peak ~2 is not
+    flattened by generation 10's ~58), each panel titled with its mean, and a last panel with the mean's
+    drift from 0.5 towards 0.6."""
+    df = run_wmle(cfg())
+    fig = fig_pdfs(df, (2, 2))
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(panels) == len(df) + 1
+    peaks = [ax.get_ylim()[1] for ax in panels[:-1]]
+    assert peaks[0] < 3 < 50 < peaks[-1]
+    assert [ax.get_title() for ax in panels[:-1]] == [f"gen {g}: mean {m:.3f}" for g, m in zip(df.generation, df["mean"], strict=True)]
+    np.testing.assert_allclose(panels[-1].lines[0].get_ydata(), df["mean"])
 
 
 def test_mle_control_keeps_the_mean():
