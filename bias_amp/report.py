@@ -17,6 +17,7 @@ Written to OUT (default SWEEP/report/), listed in OUT/README.md:
   fig11_perplexity.png          perplexity (Fig. 11)
   fig_collapse.png              instrument-free collapse measures (distinct-n, repeated 4-grams, compression)
   trajectories.md               chosen articles: the original and every version's continuation (App. C, F)
+  index.html                    all of the above in one self-contained interactive page (bias_amp.html)
 The paper's setups (paper-none, ...) are drawn dashed beside the sweep's own. Made with smoke instruments
 (any metrics row with smoke_instruments true), every figure, markdown table and the index carry the banner
 "SMOKE instruments — not real measurements".
@@ -139,7 +140,7 @@ def metrics_table(metrics: pd.DataFrame) -> pd.DataFrame:
 def aggregate(metrics: pd.DataFrame) -> pd.DataFrame:
     """Per setup x generation: n_seeds, the mean over seeds of every summary value, and for the banded ones
     <column>_band_low/high: the 95% CI of the one seed (NaN without CI columns), min-max over seeds."""
-    m = metrics if "seed" in metrics else metrics.assign(seed=0)
+    m = metrics.assign(seed=metrics["seed"].fillna(0) if "seed" in metrics else 0)   # the paper: one run
     rows = []
     for (setup, gen), g in m.groupby(["setup", "generation"], sort=False):
         row = {"setup": setup, "version": version_name(int(gen)), "generation": int(gen),
@@ -313,6 +314,10 @@ def build(sweep=None, out=None, paper=None, articles: list[str] | None = None, n
     written += write_figures(out, all_summary, all_scores, smoke)
     if traj is not None:
         written.append(write_text(out / "trajectories.md", traj))
+    # the page people open in a browser (imported here: bias_amp.html reads sweeps through this module)
+    from bias_amp import html
+
+    written.append(html.build(sweep, out, paper, n_articles, seed, articles))
     index = [f"# {plots.SMOKE_BANNER}\n\nThe leaning and quality numbers of this report come from smoke "
              "instruments (small models trained on the fly): they test the pipeline, they measure nothing. "
              "The collapse measures are instrument-free.\n" if smoke else "",

@@ -99,7 +99,7 @@ def test_writes_every_table_and_figure(sweep_dir, built):
     out = sweep_dir / "report"
     names = {p.name for p in built}
     expected = {"summary_table.csv", "summary_table.md", "metrics_table.csv", "metrics_table.md", "trajectories.md",
-                "README.md", *report.FIGURES}
+                "README.md", "index.html", *report.FIGURES}
     assert names == expected                                   # no collapse columns: no fig_collapse.png
     for name in report.FIGURES:
         data = (out / name).read_bytes()
@@ -220,7 +220,7 @@ def test_paper_overlay_and_paper_only(sweep_dir, tmp_path):
     only = tmp_path / "only"
     report.run(cli.compose("report", [f"paper={paper}", f"out={only}"]))
     assert {p.name for p in only.iterdir()} == {"paper_metrics_table.csv", "paper_metrics_table.md", "README.md",
-                                               *report.FIGURES}
+                                               "index.html", *report.FIGURES}
 
 
 def test_paper_default_is_shared_when_present(tmp_path, monkeypatch):
@@ -287,3 +287,30 @@ def test_figures_without_baseline_or_perplexity(sweep_dir, tmp_path):
     paths = report.write_figures(tmp_path, report.aggregate(metrics), scores)
     assert [p.name for p in paths] == list(report.FIGURES)
     assert all(p.read_bytes().startswith(PNG) for p in paths)
+
+
+def test_figures_keep_every_setup_visible_and_axes_honest(sweep_dir):
+    """#12/#13: coinciding curves stay visible (own marker, size, dash, x offset); Fig. 3 names the base model
+    under its decoding rule; legends sit outside the panels; quality axes span 0 (noise) .. 3 (clean); each
+    Fig. 8 panel shows only the versions it has."""
+    metrics = report.load_metrics(sweep_dir)
+    summary = report.aggregate(metrics.assign(share_right=0.0, share_right_ci_low=0.0, share_right_ci_high=0.0))
+    ax = plots.fig_right_share(summary).axes[0]
+    a, b = ax.lines[:2]
+    assert (a.get_marker(), a.get_markersize()) != (b.get_marker(), b.get_markersize()) and a.get_linestyle() != b.get_linestyle()
+    assert not np.allclose(a.get_xdata()[:3], b.get_xdata()[:3])           # dodged along x
+    assert ax.get_legend() is not None and ax.get_legend().get_bbox_to_anchor().x0 > ax.bbox.x1 - 1
+
+    labels = [t.get_text() for t in plots.fig_baseline_leaning(summary).axes[0].get_xticklabels()]
+    assert labels == ["base model,\ngreedy decoding"]                     # both setups share the greedy base model
+    shares = plots.fig_leaning_shares(summary)
+    assert len(shares.legends) == 1 and all(x.get_legend() is None for x in shares.axes)
+
+    quality = plots.fig_quality(summary).axes[0]
+    assert quality.get_ylim()[0] <= 0 and quality.get_ylim()[1] >= 3
+    assert [t.get_text() for t in quality.get_yticklabels()] == ["0 noise", "1 word salad", "2 mild gibberish", "3 clean"]
+
+    scores = report.load_scores(sweep_dir, metrics)
+    scores = scores[(scores.setup == "greedy-none") | (scores.generation >= 0)]  # greedy-preserve: no baseline
+    panels = [x for x in plots.fig_quality_distribution(scores).axes if x.get_visible()]
+    assert [[t.get_text() for t in x.get_xticklabels()] for x in panels] == [["base", "0", "1", "2"], ["0", "1"]]
