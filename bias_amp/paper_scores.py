@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bias_amp.errors import check
-from bias_amp.layout import LEANINGS, version_name
+from bias_amp.layout import LEANINGS, METRICS_COLUMNS, version_name
 
 # file prefix -> setup name (mitigation names as in conf/mitigation)
 SETUPS = {
@@ -32,11 +32,7 @@ SETUPS = {
     "Preservation_Center-Leaning-Only": "paper-center-only-preserve",
 }
 BASE_GPT2_SETUPS = ("paper-none", "paper-overfit", "paper-preserve", "paper-accumulate")
-METRIC_COLUMNS = [
-    "setup", "version", "generation", "n_articles", "share_left", "share_center", "share_right",
-    "quality_mean", "quality_ci_low", "quality_ci_high", "perplexity_mean", "perplexity_ci_low",
-    "perplexity_ci_high", "train_loss", "train_tokens_per_s", "synth_tokens_per_s",
-]
+METRIC_COLUMNS = [c for c in METRICS_COLUMNS if c != "seed"]   # the release is one run of unknown seed
 SCORE_COLUMNS = ["setup", "generation", "id", "label", "p_left", "p_center", "p_right", "leaning", "quality",
                  "perplexity"]
 _SCORES = {"Left_Score": "p_left", "Center_Score": "p_center", "Right_Score": "p_right"}
