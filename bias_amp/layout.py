@@ -8,7 +8,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 LEANINGS = ("left", "center", "right")
@@ -23,6 +25,13 @@ METRICS_COLUMNS = [
     "perplexity_ci_high", "distinct_1", "distinct_2", "repeated_4gram_share", "compression_ratio",
     "train_loss", "train_tokens_per_s", "synth_tokens_per_s", "precision",
 ]
+
+# Settings that may change between a run and its resume without changing its results (a key or a subtree).
+RESUMABLE = ("logger", "paths", "keep_checkpoints", "generations", "synthesis.threads", "experiment_name",
+             "overwrite")
+# Keys the run's own path already names: SWEEP = <root>/<experiment_name><variant>, then <setup_name>/seed_<seed>.
+PATH_KEYS = ("experiment", "experiment_name", "setup", "setup_name", "decoding", "mitigation", "seed")
+VARIANT_MAX = 80
 
 SEED_DIR = re.compile(r"seed_(\d+)")
 # Per-stage offsets of seed_for (the values every earlier run used; changing them changes results).
@@ -41,6 +50,27 @@ def is_done(run_dir: Path, g: int) -> bool:
 
 def run_dir(sweep: Path, setup_name: str, seed: int) -> Path:
     return Path(sweep) / setup_name / f"seed_{seed}"
+
+
+def variant(overrides: Iterable[str]) -> str:
+    """The sweep folder's suffix: the command line's overrides that change results and that the path does not
+    already name ('' when none), so a changed setting gets its own folder and the same command finds its own.
+    ['setup=beam', 'data.per_label=5', 'logger=none'] -> '+data.per_label=5'. A path value shows its last
+    part, other unsafe characters become '_', a long list is cut; then a hash of the exact overrides follows."""
+    kept = {}
+    for o in map(str, overrides):
+        key, _, value = o.partition("=")
+        key = key.lstrip("+~")
+        if key.startswith("hydra.") or key in PATH_KEYS or any(key == r or key.startswith(r + ".") for r in RESUMABLE):
+            continue
+        kept[o] = f"{key}={value.rstrip('/').rsplit('/', 1)[-1]}" if value else key
+    if not kept:
+        return ""
+    exact = sorted(kept)
+    shown = re.sub(r"[^\w.=,-]", "_", ",".join(sorted(kept.values())))
+    if shown != ",".join(exact) or len(shown) > VARIANT_MAX:
+        shown = f"{shown[:VARIANT_MAX - 9]}-{hashlib.sha1(chr(0).join(exact).encode()).hexdigest()[:8]}"
+    return "+" + shown
 
 
 def run_dirs(sweep) -> list[Path]:

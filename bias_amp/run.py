@@ -1,4 +1,6 @@
-"""Entry point: `python -m bias_amp.run [-m] setup=... decoding=... mitigation=... experiment=smoke`."""
+"""Entry point: `python -m bias_amp.run [-m] setup=... decoding=... mitigation=... experiment=smoke`.
+A single run writes outputs/runs/<experiment>[+changes]/<setup>/seed_<seed>/, a sweep (-m)
+multirun/<experiment>[+changes]/<setup>/seed_<seed>/ (layout.variant names the changes)."""
 
 from __future__ import annotations
 
@@ -6,9 +8,12 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from bias_amp.cli import one_line_errors
+from bias_amp.layout import variant
+
+OmegaConf.register_new_resolver("bias_amp.variant", variant, replace=True)   # conf/config.yaml's output dirs
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
@@ -16,9 +21,10 @@ def main(cfg: DictConfig) -> None:
     from bias_amp.loop import run_setup
 
     with one_line_errors():
-        metrics = run_setup(cfg, Path(HydraConfig.get().runtime.output_dir))
+        out = Path(HydraConfig.get().runtime.output_dir)
+        metrics = run_setup(cfg, out)
         cols = [c for c in ("version", "share_right", "quality_mean", "perplexity_mean") if c in metrics]
-        print(f"[{cfg.setup_name}]\n{metrics[cols].to_string(index=False)}")
+        print(f"[{cfg.setup_name} seed {cfg.seed}] {out}\n{metrics[cols].to_string(index=False)}")
 
 
 if __name__ == "__main__":

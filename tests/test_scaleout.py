@@ -73,7 +73,7 @@ def test_joblib_launcher_runs_setups_in_parallel_processes(tmp_path):
          f"hydra.sweep.dir={sweep}", "generations=2", "baseline=false"],
         prefix=(sys.executable, "-m", "bias_amp.run", "--multirun"))
     for setup in ("greedy-none", "greedy-preserve"):
-        m = pd.read_csv(sweep / setup / "metrics.csv")
+        m = pd.read_csv(sweep / setup / "seed_0" / "metrics.csv")
         assert m.version.tolist() == ["gen_00", "gen_01"] and (m.setup == setup).all()
 
 

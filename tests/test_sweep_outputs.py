@@ -8,17 +8,21 @@ import pandas as pd
 import pytest
 
 from bias_amp import analyze, report
+from bias_amp.layout import run_dir, run_dirs
 from bias_amp.probes import load_probe
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def run_metrics(sweep):
-    return pd.concat([pd.read_csv(p) for p in sorted(sweep.glob("*/metrics.csv"))], ignore_index=True)
+    return pd.concat([pd.read_csv(d / "metrics.csv") for d in run_dirs(sweep)], ignore_index=True)
 
 
 def test_sweep_has_every_version_with_all_metric_columns(smoke_sweep):
+    assert [d.relative_to(smoke_sweep).as_posix() for d in run_dirs(smoke_sweep)] == [
+        "greedy-none/seed_0", "greedy-preserve/seed_0"]                  # one run dir per setup and seed
     metrics = run_metrics(smoke_sweep)
+    assert (metrics.seed == 0).all()
     assert sorted(metrics.setup.unique()) == ["greedy-none", "greedy-preserve"]
     assert metrics.groupby("setup").version.apply(list).tolist() == [["baseline"] + [f"gen_0{g}" for g in range(4)]] * 2
     cols = [c for c in report.TABLE_COLUMNS if c not in ("setup", "version")]
@@ -33,14 +37,15 @@ def test_jobs_sharing_a_process_do_not_leak_state(smoke_sweep, tmp_path):
     from conftest import ROOT, SMOKE_SWEEP
 
     alone = tmp_path / "greedy-preserve"
+    swept = run_dir(smoke_sweep, "greedy-preserve", 0)
     proc = subprocess.run([sys.executable, "-m", "bias_amp.run", "setup=greedy-preserve", *SMOKE_SWEEP,
                            f"hydra.run.dir={alone}"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     volatile = ["train_tokens_per_s", "synth_tokens_per_s"]
     pd.testing.assert_frame_equal(pd.read_csv(alone / "metrics.csv").drop(columns=volatile),
-                                  pd.read_csv(smoke_sweep / "greedy-preserve" / "metrics.csv").drop(columns=volatile))
+                                  pd.read_csv(swept / "metrics.csv").drop(columns=volatile))
     for v in ("baseline", "gen_03"):
-        assert (alone / v / "articles.jsonl").read_text() == (smoke_sweep / "greedy-preserve" / v / "articles.jsonl").read_text()
+        assert (alone / v / "articles.jsonl").read_text() == (swept / v / "articles.jsonl").read_text()
 
 
 def test_report_tables_equal_the_run_metrics(smoke_sweep, tmp_path):
@@ -61,15 +66,15 @@ def test_analyze_writes_every_output_and_matches_the_probes(smoke_sweep, tmp_pat
         assert paths[key].is_file()
     assert any(p.suffix == ".png" and p.read_bytes().startswith(PNG) for p in paths.values())
     summary = json.loads(paths["summary"].read_text())
-    probe = load_probe(smoke_sweep / "greedy-none" / "gen_00" / "probe.npz")
+    probe = load_probe(run_dir(smoke_sweep, "greedy-none", 0) / "gen_00" / "probe.npz")
     assert summary["neurons"] == probe["weight"].size and summary["versions"] == 8 and summary["observations"] == 6
     # one neuron's Pearson r (first differences within setups) recomputed from the raw files
     neurons = pd.read_csv(paths["neurons"])
     row = neurons[(neurons.relationship == "activation_right") & (neurons.layer == 1) & (neurons.unit == 5)].iloc[0]
     dx, dy = [], []
     for setup in ("greedy-none", "greedy-preserve"):
-        m = pd.read_csv(smoke_sweep / setup / "metrics.csv").query("generation >= 0")
-        x = [load_probe(smoke_sweep / setup / v / "probe.npz")["activation"][1, 5] for v in m.version]
+        m = pd.read_csv(run_dir(smoke_sweep, setup, 0) / "metrics.csv").query("generation >= 0")
+        x = [load_probe(run_dir(smoke_sweep, setup, 0) / v / "probe.npz")["activation"][1, 5] for v in m.version]
         dx += list(np.diff(x))
         dy += list(np.diff(m.share_right))
     if np.std(dy) > 0 and np.std(dx) > 0:
