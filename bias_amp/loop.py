@@ -30,8 +30,9 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
     acc = tracking.make_accelerator(cfg.logger, mixed_precision=cfg.train.mixed_precision)
     scorer = None
     try:
-        validate_run(cfg, out, write=acc.is_main_process)     # config, output dir, resume: before any model
-        real = data.load_corpus(cfg.data, seed=cfg.seed)
+        # config, corpus, hub models, output dir and resume: all checked before any model loads
+        real = validate_run(cfg, out, write=acc.is_main_process)
+        acc.wait_for_everyone()                                 # an overwritten run dir is empty for all
         real_texts = [a.text(cfg.data.template) for a in real]
         base = lambda: models.load_lm(cfg.model, corpus=real_texts, seed=cfg.seed)  # noqa: E731
         scorer = Scorer(cfg, device=acc.device, base_model_loader=base, trained=trained_instruments(cfg))

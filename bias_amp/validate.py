@@ -1,18 +1,21 @@
-"""Everything about a run that can be wrong is checked here, before any model loads."""
+"""Everything about a run that can be wrong is checked here, once, before any model loads; the functions
+that run afterwards trust the config."""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from bias_amp import data, io, mitigation, models, synth, train
+from bias_amp import data, hub, io, mitigation, models, probes, synth, train
 from bias_amp.errors import ConfigError, check, check_range
+from bias_amp.layout import RESUMABLE
+from bias_amp.metrics import scorer
 
-# Settings that may change between a run and its resume without changing results.
-# (synthesis.batch_size is not one: nucleus sampling draws per batch.)
-RESUMABLE = ("logger", "paths", "keep_checkpoints", "generations", "synthesis.threads", "experiment_name")
+# (synthesis.batch_size is not in layout.RESUMABLE: nucleus sampling draws per batch.)
+SHOWN_KEYS = 3           # a refused resume names at most this many differing keys
 CHOICES = {"init_from": ("previous", "base"), "prompt_source": ("real", "previous"),
            "keep_checkpoints": ("last", "all", "none")}
 
@@ -27,14 +30,16 @@ def validate_config(cfg: DictConfig) -> None:
     for key in ("threads", "max_articles", "max_blocks"):       # optional caps
         if cfg.synthesis[key] is not None:
             check_range(cfg.synthesis[key], f"synthesis.{key}", 1, integer=True)
-    check(isinstance(cfg.synthesis.packed_weights, bool), "synthesis.packed_weights", "true or false",
-          cfg.synthesis.packed_weights)
+    for key in ("synthesis.packed_weights", "overwrite"):
+        check(isinstance(OmegaConf.select(cfg, key), bool), key, "true or false", OmegaConf.select(cfg, key))
     train.validate(cfg.train)
     mitigation.validate(cfg.mitigation, list(cfg.train.keys()), leaning=cfg.get("leaning"))
     train.validate(OmegaConf.merge(cfg.train, cfg.mitigation.train), key="mitigation.train")
     synth.validate_decoding(dict(cfg.decoding.kwargs))
     models.validate(cfg.model)
-    data.validate(cfg.data)
+    scorer.validate(cfg)                                # leaning, quality, perplexity
+    if cfg.probe.enabled:
+        probes.validate(cfg.probe)
 
 
 def comparable(cfg: DictConfig) -> dict:
@@ -51,8 +56,16 @@ def comparable(cfg: DictConfig) -> dict:
     return flat
 
 
+def differing(old: DictConfig, new: DictConfig) -> list[str]:
+    """Keys whose results-affecting values differ; changed values first, then keys only one side has."""
+    old, new = comparable(old), comparable(new)
+    both = sorted(k for k in old.keys() & new.keys() if old[k] != new[k])
+    return both + sorted(old.keys() ^ new.keys())
+
+
 def check_output_dir(cfg: DictConfig, out: Path, write: bool = True) -> None:
-    """Writable, and either new or made by a run with the same settings (then it resumes)."""
+    """Writable, and either holding no finished version or made with the same settings (then it resumes);
+    overwrite=true empties a run dir made with other settings. config.yaml is (re)written last."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test-{os.getpid()}"
@@ -61,17 +74,27 @@ def check_output_dir(cfg: DictConfig, out: Path, write: bool = True) -> None:
     except OSError as err:
         raise ConfigError("hydra.run.dir", "a writable output directory", f"{out} ({err.strerror})") from None
     saved = out / "config.yaml"
-    if saved.is_file():
-        old, new = comparable(OmegaConf.load(saved)), comparable(cfg)
-        diff = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-        if diff:
-            raise ConfigError("resume", f"the settings of the run already in {out} (differs: {', '.join(diff)})",
-                              None)
+    finished = any(out.glob("*/DONE"))            # a dir without a finished version has nothing to keep
+    diff = differing(OmegaConf.load(saved), cfg) if finished and saved.is_file() else []
+    if diff and not cfg.overwrite:
+        more = f" and {len(diff) - SHOWN_KEYS} more" if len(diff) > SHOWN_KEYS else ""
+        raise ConfigError("resume", f"the settings of the run already in {out} (differs: "
+                          f"{', '.join(diff[:SHOWN_KEYS])}{more}); to start fresh give another hydra.run.dir / "
+                          "hydra.sweep.dir, or overwrite=true to discard that run", None)
+    if diff and write:
+        for p in out.iterdir():                   # keep Hydra's .hydra/ and the log of this very run
+            if p.name != ".hydra" and p.suffix != ".log":
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
     if write:
         io.write_text(saved, OmegaConf.to_yaml(cfg, resolve=True))
 
 
-def validate_run(cfg: DictConfig, out: Path, write: bool = True) -> None:
+def validate_run(cfg: DictConfig, out: Path, write: bool = True) -> list[data.Article]:
+    """The config, the corpus (read and checked article by article: the one data check), the hub-named
+    models, then the output dir; returns the corpus. config.yaml is written only once all of these passed."""
     validate_config(cfg)
+    real = data.load_corpus(cfg.data, seed=cfg.seed)
+    hub.check_models(cfg)
     check_output_dir(cfg, Path(out), write)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return real

@@ -56,7 +56,7 @@ def leaning_model_with_other_labels(tmp):
     return str(tmp / "clf")
 
 
-# (case, overrides given tmp_path, the error's start); 'model' marks checks that need the model itself
+# (case, overrides given tmp_path, the error's start); 'model' / 'classifier' mark checks that need that model
 CASES = [
     ("missing data file", lambda t: ["data.path=/no/such/corpus.jsonl"], r"data\.path: expected an existing file"),
     ("empty data file", lambda t: [f"data.path={jsonl(t, [])}"], r"data\.path: expected .*"),
@@ -89,11 +89,16 @@ CASES = [
     ("missing model path", lambda t: ["model=gpt2", "model.path=./models/missing"], r"model\.path: expected an existing model directory"),
     ("missing tokenizer path", lambda t: ["model.tokenizer_path=/no/tokenizer"], r"model\.tokenizer_path: expected"),
     ("missing leaning model dir", lambda t: ["leaning=paper", "leaning.model=./no/classifier"], r"leaning\.model: expected"),
+    ("probe on zero prompts", lambda t: ["probe.enabled=true", "probe.max_prompts=0"],
+     r"probe\.max_prompts: expected an integer in \[1, inf\]"),
+    ("overwrite not a bool", lambda t: ["overwrite=yes please"], r"overwrite: expected true or false"),
+    ("hub model offline", lambda t: ["model=gpt2", "model.path=nobody/not-cached-lm"],
+     r"model\.path: expected a local path or a model in the Hugging Face cache .*model=smollm2"),
     ("unwritable output dir", lambda t: ["+out=blocked"], r"hydra\.run\.dir: expected a writable output directory"),
     ("tokenizer without pad or EOS", lambda t: [f"model.tokenizer_path={no_eos_tokenizer(t)}", "model=tiny"],
      r"model\.tokenizer: expected a tokenizer with an EOS token", "model"),
     ("classifier labels not the model's", lambda t: ["leaning=paper", f"leaning.model={leaning_model_with_other_labels(t)}"],
-     r"leaning\.labels: expected keys matching the model's labels \['negative', 'neutral', 'positive'\]"),
+     r"leaning\.labels: expected keys matching the model's labels \['negative', 'neutral', 'positive'\]", "classifier"),
 ]
 
 
@@ -106,7 +111,7 @@ def test_bad_input_gives_one_line_naming_the_key(case, tmp_path, monkeypatch):
         extra.remove("+out=blocked")
         (tmp_path / "blocked").write_text("")
         out = tmp_path / "blocked" / "run"
-    if not needs:
+    if "model" not in needs:
         def trap(*a, **k):
             raise AssertionError("a model was loaded before the bad input was reported")
         monkeypatch.setattr(models, "load_lm", trap)
@@ -120,6 +125,18 @@ def test_bad_input_gives_one_line_naming_the_key(case, tmp_path, monkeypatch):
     assert "\n" not in text and len(text) < 400
     assert __import__("re").match(message, text), text
     assert not (out / "gen_00").exists()                  # nothing was produced, nothing lost
+    if not needs:                                         # written only once every check passed
+        assert not (out / "config.yaml").exists()
+
+
+def test_a_run_that_failed_before_its_first_version_does_not_block_the_next(tmp_path):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        bad = compose("config", overrides=BASE + [f"model.tokenizer_path={no_eos_tokenizer(tmp_path)}"])
+        good = compose("config", overrides=BASE + ["baseline=false", "train.max_length=64"])
+    with pytest.raises(ConfigError, match="model.tokenizer"):
+        run_setup(bad, tmp_path / "run")                  # fails when the model loads, after config.yaml
+    assert run_setup(good, tmp_path / "run").version.tolist() == ["gen_00"]
 
 
 def test_catalogue_has_at_least_twenty_cases():

@@ -8,6 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
+from bias_amp.data import validate as validate_data
 from bias_amp.models import resolve_path
 from bias_amp.validate import validate_config
 
@@ -65,6 +66,7 @@ def test_group_option_composes_and_validates(root, group, option, tmp_path):
         if not cfg.data.hub and not Path(resolve_path(cfg.data.path)).exists():   # user-supplied corpus
             cfg = compose_cfg(root, [f"{group}={option}", f"data.path={stand_in_corpus(cfg, tmp_path)}"])
         validate_config(cfg)
+        validate_data(cfg.data)          # the run checks the corpus as it reads it (validate_run)
 
 
 @pytest.mark.parametrize("setup, decoding, mitigation", [

@@ -12,6 +12,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from bias_amp import io
 from bias_amp.errors import ConfigError
+from bias_amp.layout import variant
 from bias_amp.loop import run_setup
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,14 +89,41 @@ def test_a_new_mitigation_is_just_a_yaml_file(tmp_path):
 # A run killed at any point resumes to the same results: tests/test_scaleout.py (SIGKILL at three points).
 
 
-def test_resume_with_different_settings_is_refused(tmp_path):
-    run_setup(cfg_for("generations=1", "baseline=false", "probe.enabled=false"), tmp_path)
-    with pytest.raises(ConfigError, match=r"^resume: .*differs: seed, train\.lr"):
-        run_setup(cfg_for("generations=1", "seed=5", "train.lr=0.1", "baseline=false", "probe.enabled=false"),
-                  tmp_path)
+def test_resume_with_different_settings_is_refused_unless_overwrite(tmp_path):
+    quick = ["baseline=false", "probe.enabled=false"]
+    run_setup(cfg_for("generations=1", *quick), tmp_path)
+    with pytest.raises(ConfigError, match=r"^resume: .*differs: seed, train\.lr\); .*another hydra\.run\.dir"):
+        run_setup(cfg_for("generations=1", "seed=5", "train.lr=0.1", *quick), tmp_path)
+    with pytest.raises(ConfigError, match=r"differs: data\.per_label, seed, synthesis\.new_tokens and 2 more\); .*overwrite=true"):
+        run_setup(cfg_for("seed=5", "train.lr=0.1", "train.epochs=1", "data.per_label=3", "synthesis.new_tokens=8",
+                          *quick), tmp_path)
     # more generations extend the finished run
-    metrics = run_setup(cfg_for("generations=2", "baseline=false", "probe.enabled=false"), tmp_path)
-    assert metrics.version.tolist() == ["gen_00", "gen_01"]
+    metrics = run_setup(cfg_for("generations=2", *quick), tmp_path)
+    assert metrics.version.tolist() == ["gen_00", "gen_01"] and metrics.seed.tolist() == [0, 0]
+    # overwrite=true discards the run made with other settings and starts afresh
+    metrics = run_setup(cfg_for("generations=1", "seed=5", "overwrite=true", *quick), tmp_path)
+    assert metrics.version.tolist() == ["gen_00"] and metrics.seed.tolist() == [5]
+    assert not (tmp_path / "gen_01").exists() and "seed: 5" in (tmp_path / "config.yaml").read_text()
+
+
+def test_a_single_run_lands_in_its_default_folder_and_the_same_command_extends_it(tmp_path):
+    """From the CLI (run in tmp_path); which settings name the folder: tests/test_layout.py."""
+    env = {**os.environ, "BIAS_AMP_CACHE": str(ROOT / ".cache" / "bias_amp")}     # reuse the smoke classifiers
+    args = [*FAST, "baseline=false", "probe.enabled=false", "train.epochs=1", "synthesis.max_blocks=1"]
+
+    def run(*extra):
+        proc = subprocess.run([sys.executable, "-m", "bias_amp.run", *args, *extra], cwd=tmp_path, env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+
+    run("generations=1")
+    first = tmp_path / "outputs" / "runs" / f"smoke{variant(args)}" / "greedy-none" / "seed_0"
+    assert ",data.per_label=4," in first.parent.parent.name
+    done = (first / "gen_00" / "DONE").stat().st_mtime_ns
+    run("generations=2")
+    assert pd.read_csv(first / "metrics.csv").version.tolist() == ["gen_00", "gen_01"]
+    assert (first / "gen_00" / "DONE").stat().st_mtime_ns == done
+    assert list(tmp_path.glob("*/*/*/*/seed_*")) == [first]
 
 
 def test_tracker_gets_one_step_per_generation_grouped_by_setup(tmp_path, monkeypatch):
