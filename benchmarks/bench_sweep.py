@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bias_amp.layout import run_dirs, version_name
+
 ROOT = Path(__file__).resolve().parents[1]
 FIGURES = Path(__file__).resolve().parent / "figures"
 MB = 1024 * 1024
@@ -62,7 +64,7 @@ def _proc_rss(pid: int) -> int | None:
 
 
 def version_names(generations: int, baseline: bool = True) -> list[str]:
-    return (["baseline"] if baseline else []) + [f"gen_{g:02d}" for g in range(generations)]
+    return [version_name(g) for g in range(-1 if baseline else 0, generations)]
 
 
 def sample_run(cmd: list[str], out: Path, versions: list[str], interval: float) -> tuple[list[tuple], int, float]:
@@ -96,8 +98,9 @@ def sweep(args) -> None:
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss   # KiB, max over waited-for children
         if rc:
             raise SystemExit(f"smoke sweep failed (exit {rc})")
-        setups = sorted(p.name for p in Path(tmp).iterdir() if (p / "metrics.csv").is_file())
-        done = len(list(Path(tmp).glob("*/*/DONE")))
+        runs = [d for d in run_dirs(tmp) if (d / "metrics.csv").is_file()]
+        setups = sorted(d.parent.name for d in runs)
+        done = sum(len(list(d.glob("*/DONE"))) for d in runs)
     note = "" if before < peak else f" (an earlier child peaked higher: {before / 1024:.0f} MiB)"
     sampled = max((r for _, r, _ in samples), default=0) / MB
     print(f"smoke sweep: {len(setups)} setups {setups}, {done} versions finished")

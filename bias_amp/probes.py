@@ -159,8 +159,8 @@ def probe(model: nn.Module, tokenizer, prompts: Sequence[Sequence[int]] | Sequen
           desc: str | None = None) -> dict[str, np.ndarray]:
     """{"weight", "activation"}: float32 [n_layer, hidden] for one model version. `cfg` is the `probe`
     config (weight, max_prompts, batch_size, max_length); the same prompts must be given every version.
-    `desc` names a progress bar over the probe batches (none without it)."""
-    validate(cfg)
+    `desc` names a progress bar over the probe batches (none without it). `cfg` is trusted: `validate` it first
+    (the run does, before any model loads)."""
     ids = _token_ids(tokenizer, spread(prompts, cfg["max_prompts"]), cfg["max_length"])
     check(len(ids) > 0, "probe.prompts", "at least one non-empty prompt", 0)
     return {
