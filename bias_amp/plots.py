@@ -9,6 +9,7 @@ in scripts and display inline in notebooks. The report's figures take the seed s
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable, Iterator
 
 import matplotlib as mpl
@@ -20,6 +21,7 @@ from matplotlib.figure import Figure
 from bias_amp.io import atomic_path
 from bias_amp.layout import LEANINGS
 
+logging.getLogger("matplotlib.category").setLevel(logging.WARNING)   # not "categorical units" notes in app logs
 LEANING_COLORS = dict(zip(LEANINGS, ("#3b6fb6", "#8a8a8a", "#c8423b"), strict=True))
 PAPER_PREFIX = "paper-"
 SMOKE_BANNER = "SMOKE instruments — not real measurements"
