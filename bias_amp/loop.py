@@ -16,7 +16,7 @@ import pandas as pd
 from accelerate.utils import gather_object, set_seed
 from omegaconf import DictConfig, OmegaConf
 
-from bias_amp import data, faults, io, mitigation, models, probes, synth, tracking, train
+from bias_amp import data, faults, io, mitigation, models, precision, probes, synth, tracking, train
 from bias_amp.classifier.cache import trained_instruments
 from bias_amp.layout import METRICS_COLUMNS, is_done, seed_for, version_name
 from bias_amp.metrics.scorer import Scorer, summarize
@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
     """Run (or resume) one setup into `out`; returns its metrics table."""
-    acc = tracking.make_accelerator(cfg.logger, mixed_precision=cfg.train.mixed_precision)
+    acc = tracking.make_accelerator(cfg.logger)
+    cfg.precision = precision.resolve(cfg.precision, acc.device)   # auto -> what this device runs; recorded as such
     scorer = None
     try:
         # config, corpus, hub models, output dir and resume: all checked before any model loads
@@ -66,6 +67,7 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
                                             real_labels=[a.label for a in real], scores=scores)
             with tracking.stage(out, v, "train", acc.is_main_process):
                 result = train.finetune(model, tok, batch.texts, train_cfg, acc, seed=seed_for(cfg.seed, g, "train"),
+                                        precision=cfg.precision,
                                         desc=f"{cfg.setup_name} {v} fine-tune",
                                         on_step=lambda step, v=v: step == 1 and faults.point(v, "train"))
             prompts = real if cfg.prompt_source == "real" or g == 0 else [
@@ -90,7 +92,8 @@ def synthesize(cfg, g, model, tok, prompts, acc) -> tuple[list[dict], float]:
     mine = list(range(acc.process_index, len(prompts), acc.num_processes))
     set_seed(seed_for(cfg.seed, g, "synthesis"))
     start = time.perf_counter()
-    out = synth.synthesize(model, tok, [prompts[i] for i in mine], dict(cfg.decoding.kwargs),
+    decoding = synth.Decoding(OmegaConf.to_container(cfg.decoding.kwargs, resolve=True))   # checked by validate_run
+    out = synth.synthesize(model, tok, [prompts[i] for i in mine], decoding, precision=cfg.precision,
                            block_tokens=cfg.synthesis.block_tokens, new_tokens=cfg.synthesis.new_tokens,
                            max_blocks=cfg.synthesis.max_blocks, batch_size=cfg.synthesis.batch_size,
                            seed=seed_for(cfg.seed, g, "decode", acc.process_index),
@@ -114,7 +117,7 @@ def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
             scores = scorer.score(articles)
         faults.point(v, "metrics")
         row = {"setup": cfg.setup_name, "seed": cfg.seed, "version": v, "generation": g, **summarize(scores),
-               "smoke_instruments": scorer.smoke_instruments,
+               "smoke_instruments": scorer.smoke_instruments, "precision": cfg.precision,
                "train_loss": train_stats["loss"] if train_stats else None,
                "train_tokens_per_s": train_stats["tokens_per_s"] if train_stats else None,
                "synth_tokens_per_s": synth_rate}
@@ -123,7 +126,7 @@ def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
         if train_stats:
             io.write_json(vdir / "train.json", train_stats)
         if cfg.probe.enabled:
-            with tracking.stage(out, v, "probe"):
+            with tracking.stage(out, v, "probe"), precision.inference_weights(model, cfg.precision):
                 probes.save_probe(vdir / "probe.npz", probes.probe(model, tok, probe_prompts, cfg.probe,
                                                                    desc=f"{cfg.setup_name} {v} probe"))
         io.write_json(vdir / "metrics.json", row)

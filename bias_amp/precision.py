@@ -28,6 +28,21 @@ def validate(value) -> None:
     check(value in PRECISIONS, "precision", f"one of {list(PRECISIONS)}", value)
 
 
+# The per-stage opt-ins `precision` replaced: refused when set to anything but their old neutral value.
+_REPLACED = {"train.mixed_precision": (None, "no"), "mitigation.train.mixed_precision": (None, "no"),
+             "model.dtype": (None, "float32")}
+
+
+def validate_config(cfg) -> None:
+    """A run config's `precision` (and none of the keys it replaced), checked before any model loads."""
+    from omegaconf import OmegaConf
+
+    validate(cfg.get("precision"))
+    for key, neutral in _REPLACED.items():
+        value = OmegaConf.select(cfg, key)
+        check(value in neutral, key, "unset (replaced by the top-level `precision: fp32|bf16|auto`)", value)
+
+
 @functools.cache
 def cpu_flags() -> frozenset[str]:
     """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
+from bias_amp import precision as numeric
 from bias_amp.errors import check, check_range
 
 UNITS = ("truncate", "chunk")
@@ -44,8 +45,6 @@ def validate(cfg: DictConfig, key: str = "train") -> None:
     check_range(cfg.weight_decay, f"{key}.weight_decay", 0)
     check_range(cfg.warmup_steps, f"{key}.warmup_steps", 0, integer=True)
     check(cfg.unit in UNITS, f"{key}.unit", f"one of {list(UNITS)}", cfg.unit)
-    check(cfg.mixed_precision in ("no", "bf16", "fp16"), f"{key}.mixed_precision", "one of ['no', 'bf16', 'fp16']",
-          cfg.mixed_precision)
 
 
 def encode(tokenizer, texts: list[str], max_length: int, unit: str = "truncate") -> list[list[int]]:
@@ -102,8 +101,9 @@ def param_groups(model, weight_decay: float) -> list[dict]:
 
 
 def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *, seed: int = 0,
-             desc: str = "fine-tune", on_step=None) -> TrainResult:
-    """Train `model` in place on `texts`; returns what happened, read off the optimizer and the loop."""
+             desc: str = "fine-tune", on_step=None, precision: str = "fp32") -> TrainResult:
+    """Train `model` in place on `texts`; returns what happened, read off the optimizer and the loop.
+    `precision` bf16: the forward runs under bf16 autocast; weights, gradients and AdamW state stay fp32."""
     examples = encode(tokenizer, texts, cfg.max_length, cfg.unit)
     check(len(examples) > 0, "train.texts", "at least one text of two or more tokens", len(texts))
     rng = np.random.default_rng(seed)
@@ -131,7 +131,9 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
             weight = 1.0 if batch[rank::world] else 0.0
             inputs = collate([examples[j] for j in local], tokenizer.pad_token_id, accelerator.device)
             labels = inputs.pop("labels")
-            loss_sum = token_loss_sum(forward(**inputs).logits, labels) * weight
+            with numeric.autocast(precision, accelerator.device):
+                logits = forward(**inputs).logits
+            loss_sum = token_loss_sum(logits, labels) * weight
             accelerator.backward(loss_sum * world / (targets * cfg.grad_accum))  # DDP averages over processes
             if (i + 1) % cfg.grad_accum == 0 or i + 1 == per_epoch:
                 if cfg.max_grad_norm:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from bias_amp import data, hub, io, mitigation, models, probes, synth, train
+from bias_amp import data, hub, io, mitigation, models, precision, probes, synth, train
 from bias_amp.errors import ConfigError, check, check_range
 from bias_amp.layout import RESUMABLE
 from bias_amp.metrics import scorer
@@ -37,6 +37,7 @@ def validate_config(cfg: DictConfig) -> None:
     train.validate(OmegaConf.merge(cfg.train, cfg.mitigation.train), key="mitigation.train")
     synth.validate_decoding(dict(cfg.decoding.kwargs))
     models.validate(cfg.model)
+    precision.validate_config(cfg)
     scorer.validate(cfg)                                # leaning, quality, perplexity
     if cfg.probe.enabled:
         probes.validate(cfg.probe)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
+from bias_amp import precision
 from bias_amp.errors import ConfigError, check
 from bias_amp.layout import LEANINGS
 from bias_amp.metrics import collapse
@@ -78,6 +79,10 @@ class Scorer:
 
                 model, tok = load_checkpoint(resolve_path(self.ppl_cfg.model))
             self.ppl_model, self.ppl_tok = model.to(self.device).eval(), tok
+        dtype = precision.DTYPES[precision.of(self.cfg, self.device)]     # the run's precision; scores stay float
+        for m in (self.leaning and self.leaning.model, self.quality and self.quality.model, self.ppl_model):
+            if m is not None:
+                m.to(dtype)
         self._loaded = True
 
     def score(self, articles: list[dict]) -> pd.DataFrame:
