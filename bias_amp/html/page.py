@@ -36,7 +36,7 @@ table.sortable th{position:sticky;top:0;background:#f4f4f4;cursor:pointer;white-
 table.sortable th[aria-sort=ascending]::after{content:" \\25B2"}
 table.sortable th[aria-sort=descending]::after{content:" \\25BC"}
 table.sortable td{padding:2px 6px;border-top:1px solid #eee;text-align:right;white-space:nowrap}
-pre{background:#f7f7f7;padding:8px;overflow:auto;max-height:400px;white-space:pre-wrap}
+pre{background:#f7f7f7;padding:8px;overflow:auto;max-height:400px;white-space:pre-wrap;overflow-wrap:anywhere}
 .version{border-left:3px solid #ccc;padding-left:8px;margin:8px 0}
 .toggles label{margin-right:12px;white-space:nowrap}
 """
