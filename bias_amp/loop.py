@@ -36,10 +36,13 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
         acc.wait_for_everyone()                                 # an overwritten run dir is empty for all
         real_texts = [a.text(cfg.data.template) for a in real]
         base = lambda: models.load_lm(cfg.model, corpus=real_texts, seed=cfg.seed)  # noqa: E731
-        scorer = Scorer(cfg, device=acc.device, base_model_loader=base, trained=trained_instruments(cfg))
+        reference = models.Reloadable(base)     # the Scorer's perplexity model, read from disk when scoring
+        scorer = Scorer(cfg, device=acc.device, base_model_loader=reference.load, trained=trained_instruments(cfg))
         if acc.is_main_process:
             io.write_jsonl(out / "real.jsonl", [vars(a) for a in real])
         model, tok = base()
+        if acc.is_main_process:             # only the main process scores
+            reference.keep(model, tok)
         model.to(acc.device).eval()
         todo = [version_name(g) for g in range(-1 if cfg.baseline else 0, cfg.generations) if not is_done(out, g)]
         if todo and acc.is_main_process:    # a tracker run only once a version will be computed
@@ -82,6 +85,7 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
     finally:
         if scorer is not None:
             scorer.close()
+            reference.close()
         tracking.finish(acc)
 
 
@@ -115,6 +119,7 @@ def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
     if acc.is_main_process:
         with tracking.stage(out, v, "scoring"):
             scores = scorer.score(articles)
+            scorer.close()                  # no metric model is held while the next generation trains
         faults.point(v, "metrics")
         row = {"setup": cfg.setup_name, "seed": cfg.seed, "version": v, "generation": g, **summarize(scores),
                "smoke_instruments": scorer.smoke_instruments, "precision": cfg.precision,

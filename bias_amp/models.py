@@ -142,3 +142,36 @@ def save_checkpoint(model, tokenizer, path: str | Path) -> None:
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(path, ignore_errors=True)
     tmp.rename(path)
+
+
+class Reloadable:
+    """A model that only occupies memory while used: the first `load()` calls `loader` (or `keep()` is given a
+    loaded copy) and keeps a safetensors copy in a temporary directory; later loads read that copy (a second or
+    two; no GGUF de-quantisation, no tokenizer training) in the first copy's dtype. The Scorer's base model for perplexity is one: it is held
+    while scoring, not while the next generation trains. `close()` deletes the copy."""
+
+    def __init__(self, loader):
+        self.loader, self.dir, self.dtype = loader, None, None
+
+    def keep(self, model, tok) -> None:
+        """Take an already loaded copy (the loop's base model, before training) as the first load's."""
+        import tempfile
+
+        if self.dir is None:
+            self.dir, self.dtype = Path(tempfile.mkdtemp(prefix="bias_amp_reference_")), model.dtype
+            save_checkpoint(model, tok, self.dir / "model")
+
+    def load(self):
+        if self.dir is None:
+            model, tok = self.loader()
+            self.keep(model, tok)
+            return model, tok
+        model, tok = load_checkpoint(self.dir / "model")
+        return model.to(self.dtype), tok
+
+    def close(self) -> None:
+        import shutil
+
+        if self.dir is not None:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            self.dir = None

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from bias_amp import precision as numeric
+from bias_amp import memory
 from bias_amp.errors import check, check_range
 
 UNITS = ("truncate", "chunk")
@@ -45,6 +46,7 @@ def validate(cfg: DictConfig, key: str = "train") -> None:
     check_range(cfg.weight_decay, f"{key}.weight_decay", 0)
     check_range(cfg.warmup_steps, f"{key}.warmup_steps", 0, integer=True)
     check(cfg.unit in UNITS, f"{key}.unit", f"one of {list(UNITS)}", cfg.unit)
+    memory.validate(cfg, key)
 
 
 def encode(tokenizer, texts: list[str], max_length: int, unit: str = "truncate") -> list[list[int]]:
@@ -116,6 +118,10 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=cfg.warmup_steps,
                               num_training_steps=total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
+    low = None                           # train.memory=low: checkpointing + optimizer step in backward (memory.py)
+    if cfg.get("memory", "default") == "low":
+        check(world == 1, "train.memory", "default under several processes (low steps inside backward)", "low")
+        low = memory.LowMemory(model, getattr(optimizer, "optimizer", optimizer), cfg.max_grad_norm)
     forward = torch.compile(model) if cfg.get("compile") else model
     model.train()
     lengths = [len(e) for e in examples]
@@ -134,11 +140,16 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
             with numeric.autocast(precision, accelerator.device):
                 logits = forward(**inputs).logits
             loss_sum = token_loss_sum(logits, labels) * weight
-            accelerator.backward(loss_sum * world / (targets * cfg.grad_accum))  # DDP averages over processes
+            scaled = loss_sum * world / (targets * cfg.grad_accum)  # DDP averages over processes
+            if low is None:
+                accelerator.backward(scaled)
+            else:
+                low.backward(scaled)             # also clips and steps
             if (i + 1) % cfg.grad_accum == 0 or i + 1 == per_epoch:
-                if cfg.max_grad_norm:
+                if cfg.max_grad_norm and low is None:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                optimizer.step()
+                if low is None:
+                    optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 steps += 1
@@ -156,6 +167,8 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
     groups = [{"lr": g["initial_lr"] if "initial_lr" in g else g["lr"], "weight_decay": g["weight_decay"],
                "params": len(g["params"])} for g in optimizer.param_groups]
     accelerator.unwrap_model(model, keep_fp32_wrapper=False).eval()
+    if low is not None:
+        low.close()
     accelerator.free_memory()            # drop Accelerate's references: nothing accumulates across generations
     return TrainResult(loss=float(np.mean(losses)), epochs=epoch + 1, steps=steps, examples=len(examples),
                        tokens=tokens, seconds=seconds, tokens_per_s=tokens / max(seconds, 1e-9), optimizer=groups)

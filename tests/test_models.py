@@ -78,3 +78,35 @@ def test_no_shipped_config_trusts_remote_code():
     conf = Path(__file__).resolve().parents[1] / "conf"
     for path in conf.rglob("*.yaml"):
         assert "trust_remote_code: true" not in path.read_text().lower(), path
+
+
+def test_reloadable_reference_reads_the_kept_copy_from_disk(tiny_model, tiny_tokenizer):
+    """The loop's base model is kept once; the Scorer's perplexity model then comes from disk, equal to it,
+    without calling the loader (no second GGUF de-quantisation) and without being held between loads."""
+    import torch
+
+    from bias_amp.models import Reloadable
+
+    calls = []
+    ref = Reloadable(lambda: calls.append(1))
+    ref.keep(tiny_model, tiny_tokenizer)
+    first, tok = ref.load()
+    second, _ = ref.load()
+    assert calls == [] and first is not tiny_model and first is not second
+    assert all(torch.equal(a, b) for a, b in zip(tiny_model.state_dict().values(), first.state_dict().values(),
+                                                 strict=True))
+    assert first.dtype == tiny_model.dtype and tok("a senate vote").input_ids == tiny_tokenizer("a senate vote").input_ids
+    where = ref.dir
+    ref.close()
+    assert not where.exists()
+
+
+def test_reloadable_without_a_kept_copy_loads_once(tiny_model, tiny_tokenizer):
+    from bias_amp.models import Reloadable
+
+    calls = []
+    ref = Reloadable(lambda: calls.append(1) or (tiny_model, tiny_tokenizer))
+    assert ref.load()[0] is tiny_model
+    ref.load()
+    assert calls == [1]
+    ref.close()

@@ -130,12 +130,12 @@ def trajectories(study: Study, n: int, seed: int, ids: list[str] | None = None) 
     if ids is None:
         ids = report.choose_articles(report.load_scores(None, m), n, seed)
     first = m.drop_duplicates("setup")[["setup", "run_dir"]].itertuples(index=False)
-    first = [(setup, Path(run)) for setup, run in first]
+    found = {(setup, Path(run)): studies.trajectories(m, Path(run), ids) for setup, run in first}
     out = []
     for aid in ids:
         body = []
-        for setup, run in first:
-            t = studies.trajectory(m, run, aid)
+        for (setup, run), by_id in found.items():
+            t = by_id[aid]
             body.append(f"<h4>{escape(setup)} ({escape(run.name)})</h4>")
             if t["real"] is not None:
                 r = t["real"]

@@ -85,19 +85,24 @@ def instrument_cards(runs: list[Path]) -> dict[str, str]:
     return cards
 
 
-def trajectory(metrics: pd.DataFrame, run: Path, aid: str) -> dict:
-    """{"real": the real article or None, "versions": [{version, text, scores...}]} of one article in one
-    run (the versions of its metrics rows)."""
-    def find(path: Path) -> dict | None:
-        return next((a for a in read_jsonl(path) if str(a["id"]) == aid), None) if path.is_file() else None
+def trajectories(metrics: pd.DataFrame, run: Path, ids: list[str]) -> dict[str, dict]:
+    """{id: {"real": the real article or None, "versions": [{version, text, scores...}]}} of the articles
+    `ids` in one run (the versions of its metrics rows); each file is read once."""
+    def pick(path: Path) -> dict[str, dict]:
+        return {str(a["id"]): a for a in read_jsonl(path) if str(a["id"]) in ids} if path.is_file() else {}
 
-    versions = []
+    ids = set(ids)
+    real, out = pick(run / "real.jsonl"), {}
+    for aid in ids:
+        out[aid] = {"real": real.get(aid), "versions": []}
     for version in metrics.loc[metrics["run_dir"] == str(run), "version"]:
-        art, scores = find(run / version / "articles.jsonl"), run / version / "scores.csv"
-        row = {}
+        arts, scores = pick(run / version / "articles.jsonl"), run / version / "scores.csv"
+        rows = {}
         if scores.is_file():
             df = pd.read_csv(scores, dtype={"id": str})
-            row = df[df["id"] == aid].iloc[0].to_dict() if (df["id"] == aid).any() else {}
-        text = None if art is None else (art.get("text") or "\n".join(art.get("continuations", [])))
-        versions.append({"version": version, "text": text, **row})
-    return {"real": find(run / "real.jsonl"), "versions": versions}
+            rows = {r["id"]: r for r in df[df["id"].isin(ids)].to_dict("records")}
+        for aid in ids:
+            art = arts.get(aid)
+            text = None if art is None else (art.get("text") or "\n".join(art.get("continuations", [])))
+            out[aid]["versions"].append({"version": version, "text": text, **rows.get(aid, {})})
+    return out

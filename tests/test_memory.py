@@ -1,0 +1,69 @@
+"""train.memory=low (activation checkpointing + optimizer step in backward) trains the same weights as the plain
+path, holds at most one parameter's gradient, and is refused where it cannot apply."""
+
+import pytest
+import torch
+from accelerate import Accelerator
+from conftest import SENTENCES
+from omegaconf import OmegaConf
+
+from bias_amp import memory, tracking
+from bias_amp.errors import ConfigError
+from bias_amp.models import tiny_lm
+from bias_amp.train import finetune
+from bias_amp.train import validate as validate_train
+
+CFG = dict(max_length=32, unit="truncate", epochs=2, batch_size=4, lr=1e-3, weight_decay=0.01, scheduler="linear",
+           warmup_steps=0, grad_accum=1, max_grad_norm=1.0, group_by_length=True, compile=False)
+
+
+def trained(tokenizer, **overrides):
+    """A fresh tiny GPT-2 (tied embeddings, dropout on) fine-tuned with CFG | overrides: (state dict, result)."""
+    model = tiny_lm(tokenizer, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=1)
+    acc = Accelerator(cpu=True)
+    try:
+        torch.manual_seed(0)                 # dropout masks: the same RNG stream on both paths
+        res = finetune(model, tokenizer, SENTENCES[:20], OmegaConf.create(CFG | overrides), acc, seed=0)
+    finally:
+        tracking.finish(acc)
+    return {k: v.clone() for k, v in model.state_dict().items()}, res, model
+
+
+@pytest.mark.parametrize("max_grad_norm", [0.05, 0.0])   # clipping active on every step / no clipping
+def test_low_memory_training_gives_the_same_weights(tiny_tokenizer, max_grad_norm):
+    plain, res_plain, _ = trained(tiny_tokenizer, max_grad_norm=max_grad_norm)
+    low, res_low, model = trained(tiny_tokenizer, max_grad_norm=max_grad_norm, memory="low")
+    assert res_low.steps == res_plain.steps == 10
+    assert res_low.loss == res_plain.loss
+    assert all(torch.equal(plain[k], low[k]) for k in plain), [k for k in plain if not torch.equal(plain[k], low[k])]
+    init = tiny_lm(tiny_tokenizer, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=1).state_dict()
+    assert not torch.equal(init["transformer.h.0.mlp.c_fc.weight"], low["transformer.h.0.mlp.c_fc.weight"])
+    # the model is left as it was: no hooks, no checkpointing, no gradients
+    assert not model.is_activation_checkpointing
+    assert all(p.grad is None and not p._post_accumulate_grad_hooks for p in model.parameters())
+
+
+def test_step_in_backward_holds_one_gradient_at_a_time(tiny_tokenizer):
+    model = tiny_lm(tiny_tokenizer, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    held = []
+    count = lambda _: held.append(sum(q.grad is not None for q in model.parameters()))  # noqa: E731
+    spy = [p.register_post_accumulate_grad_hook(count) for p in model.parameters()]   # runs before the step's hook
+    stepper = memory.StepInBackward(model, optimizer, max_grad_norm=None)
+    ids = torch.tensor([tiny_tokenizer(SENTENCES[0]).input_ids[:16]])
+    stepper.backward(model(input_ids=ids, labels=ids).loss)
+    stepper.close()
+    for h in spy:
+        h.remove()
+    assert len(held) == len(list(model.parameters())) and max(held) == 1
+    assert all(p.grad is None for p in model.parameters())
+    assert all(len(optimizer.state[p]) for p in model.parameters())   # every parameter was stepped once
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"memory": "tiny"}, "train.memory"),
+    ({"memory": "low", "grad_accum": 2}, "train.grad_accum"),
+])
+def test_bad_memory_settings_name_the_key(overrides, key):
+    with pytest.raises(ConfigError, match=rf"^{key}: expected"):
+        validate_train(OmegaConf.create(CFG | {"scheduler": "linear"} | overrides))
