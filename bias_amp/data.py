@@ -333,3 +333,20 @@ def load_corpus(data_cfg, seed: int) -> list[Article]:
     counts = {lab: sum(a.label == lab for a in sample) for lab in LEANINGS}
     log.info("corpus %s: %d articles read, %d kept %s (seed %d)", where, len(articles), len(sample), counts, seed)
     return sample
+
+
+def held_out(data_cfg, seed: int, per_label: int, labels) -> list[Article]:
+    """`per_label` articles of each of `labels` that load_corpus(data_cfg, seed) leaves out (never trained
+    on), drawn by a seeded generator of their own: the probe set of bias_amp.projection."""
+    articles = read_articles(data_cfg)
+    cfg = _plain(data_cfg)
+    kept = {a.id for a in stratified_sample(articles, cfg.get("per_label"), seed)}
+    rng = np.random.default_rng([seed, 15])
+    out = []
+    for label in labels:
+        group = [a for a in articles if a.label == label and a.id not in kept]
+        check(len(group) >= per_label, "projection.probe_per_label",
+              f"at most {len(group)} (the {label!r} articles outside the training corpus; lower data.per_label)",
+              per_label)
+        out += [group[j] for j in rng.choice(len(group), size=per_label, replace=False)]
+    return out

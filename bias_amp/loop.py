@@ -20,6 +20,7 @@ from bias_amp import data, faults, io, mitigation, models, precision, probes, sy
 from bias_amp.classifier.cache import trained_instruments
 from bias_amp.layout import METRICS_COLUMNS, is_done, seed_for, version_name
 from bias_amp.metrics.scorer import Scorer, summarize
+from bias_amp.projection import Tracker, c_t_columns, probe_set
 from bias_amp.validate import validate_run
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
         # config, corpus, hub models, output dir and resume: all checked before any model loads
         real = validate_run(cfg, out, write=acc.is_main_process)
         acc.wait_for_everyone()                                 # an overwritten run dir is empty for all
+        probe = probe_set(cfg)       # held-out right/left articles defining b̂ (None: c_t not measured)
         real_texts = [a.text(cfg.data.template) for a in real]
         base = lambda: models.load_lm(cfg.model, corpus=real_texts, seed=cfg.seed)  # noqa: E731
         reference = models.Reloadable(base)     # the Scorer's perplexity model, read from disk when scoring
@@ -41,6 +43,7 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
         if acc.is_main_process:
             io.write_jsonl(out / "real.jsonl", [vars(a) for a in real])
         model, tok = base()
+        tracker = Tracker(cfg, probe, model) if probe else None      # θ_0 = the base model
         if acc.is_main_process:             # only the main process scores
             reference.keep(model, tok)
         model.to(acc.device).eval()
@@ -68,15 +71,19 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
                 if cfg.mitigation.get("select") else None                  # `select` reads the leanings
             batch = mitigation.training_set(g, real_texts, synthetic, cfg.mitigation, cfg.seed,
                                             real_labels=[a.label for a in real], scores=scores)
+            if tracker is not None:
+                tracker.start(model, tok)            # b̂ of this generation
             with tracking.stage(out, v, "train", acc.is_main_process):
                 result = train.finetune(model, tok, batch.texts, train_cfg, acc, seed=seed_for(cfg.seed, g, "train"),
                                         precision=cfg.precision,
                                         desc=f"{cfg.setup_name} {v} fine-tune",
-                                        on_step=lambda step, v=v: step == 1 and faults.point(v, "train"))
+                                        grad_hook=tracker and tracker.before_step,
+                                        on_step=lambda step, v=v: (tracker and tracker.after_step(step),
+                                                                   step == 1 and faults.point(v, "train")))
             prompts = real if cfg.prompt_source == "real" or g == 0 else [
                 data.Article(a["id"], a["label"], "", a["text"]) for a in io.read_jsonl(out / version_name(g - 1) / "articles.jsonl")]
             finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
-                           {**result.to_dict(), "data": batch.origin})
+                           {**result.to_dict(), "data": batch.origin, "projection": tracker and tracker.finish()})
             gc.collect()
         acc.wait_for_everyone()
         if cfg.keep_checkpoints == "none" and acc.is_main_process:
@@ -125,7 +132,7 @@ def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
                "smoke_instruments": scorer.smoke_instruments, "precision": cfg.precision,
                "train_loss": train_stats["loss"] if train_stats else None,
                "train_tokens_per_s": train_stats["tokens_per_s"] if train_stats else None,
-               "synth_tokens_per_s": synth_rate}
+               "synth_tokens_per_s": synth_rate, **c_t_columns(train_stats)}
         io.write_jsonl(vdir / "articles.jsonl", articles)
         io.write_csv(vdir / "scores.csv", scores)
         if train_stats:

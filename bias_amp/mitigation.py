@@ -20,7 +20,7 @@ from bias_amp.errors import check, check_range
 from bias_amp.layout import LEANINGS, version_name
 
 log = logging.getLogger(__name__)
-KEYS = ("name", "real_fraction", "accumulate", "window", "select", "train")
+KEYS = ("name", "real_fraction", "accumulate", "window", "select", "project", "train")  # project: projection.py
 
 
 @dataclass

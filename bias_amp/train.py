@@ -103,7 +103,7 @@ def param_groups(model, weight_decay: float) -> list[dict]:
 
 
 def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *, seed: int = 0,
-             desc: str = "fine-tune", on_step=None, precision: str = "fp32") -> TrainResult:
+             desc: str = "fine-tune", on_step=None, grad_hook=None, precision: str = "fp32") -> TrainResult:
     """Train `model` in place on `texts`; returns what happened, read off the optimizer and the loop.
     `precision` bf16: the forward runs under bf16 autocast; weights, gradients and AdamW state stay fp32."""
     examples = encode(tokenizer, texts, cfg.max_length, cfg.unit)
@@ -146,6 +146,8 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
             else:
                 low.backward(scaled)             # also clips and steps
             if (i + 1) % cfg.grad_accum == 0 or i + 1 == per_epoch:
+                if grad_hook is not None:        # (step, model): may read or change the gradients (projection.py)
+                    grad_hook(steps + 1, model)
                 if cfg.max_grad_norm and low is None:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 if low is None:

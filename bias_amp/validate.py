@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from bias_amp import data, hub, io, mitigation, models, precision, probes, synth, train
+from bias_amp import data, hub, io, mitigation, models, precision, probes, projection, synth, train
 from bias_amp.errors import ConfigError, check, check_range
 from bias_amp.layout import RESUMABLE
 from bias_amp.metrics import scorer
@@ -35,6 +35,7 @@ def validate_config(cfg: DictConfig) -> None:
     train.validate(cfg.train)
     mitigation.validate(cfg.mitigation, list(cfg.train.keys()), leaning=cfg.get("leaning"))
     train.validate(OmegaConf.merge(cfg.train, cfg.mitigation.train), key="mitigation.train")
+    projection.validate(cfg)
     synth.validate_decoding(dict(cfg.decoding.kwargs))
     models.validate(cfg.model)
     precision.validate_config(cfg)
