@@ -196,6 +196,9 @@ def test_scorer_with_disabled_metrics_and_a_saved_dir(cfg, smoke_leaning):
     s = summarize(df)
     assert math.isnan(s["share_left"]) and math.isnan(s["share_left_ci_low"]) and math.isnan(s["expected_left"])
     assert s["n_articles"] == 3
+    s = summarize(Scorer(off).score(ARTICLES[3:]))        # a version of unscorable articles only: no crash
+    assert (s["n_articles"], s["n_unscorable"]) == (2, 2) and math.isnan(s["share_left"])
+    assert math.isnan(s["distinct_1"]) and math.isnan(s["quality_mean"])
 
 
 def test_scorer_validates_before_loading(cfg):
