@@ -10,8 +10,8 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from bias_amp.errors import ConfigError, check, check_range
+from bias_amp.layout import LEANINGS
 from bias_amp.metrics.seqcls import ClassifierMetric, check_source
-from bias_amp.metrics.stats import LEANINGS
 from bias_amp.models import resolve_path
 
 
