@@ -29,6 +29,20 @@ log = logging.getLogger(__name__)
 WANDB_ID = "wandb_id"    # the run dir's W&B run id, written when its first W&B run opens
 RUN_LOG = "run.log"      # per-stage wall times, appended by every job on the run dir
 ROW_KEYS = ("setup", "seed", "version", "generation")   # a metrics row's identity: the run config / the step
+MODES = ("auto", "online", "offline", "disabled")
+
+
+def validate(logger_cfg: DictConfig | None) -> None:
+    """Check a `logger` config (before any model loads): a typo must not silently turn tracking off."""
+    from bias_amp.errors import check
+
+    if logger_cfg is None:
+        return
+    check(logger_cfg.get("name") in ("wandb", "none"), "logger", "wandb or none", logger_cfg.get("name"))
+    if logger_cfg.name == "wandb":
+        check(logger_cfg.get("mode", "auto") in MODES, "logger.mode", f"one of {list(MODES)}", logger_cfg.get("mode"))
+        check(isinstance(logger_cfg.get("project"), str) and logger_cfg.project.strip() != "", "logger.project",
+              "a W&B project name", logger_cfg.get("project"))
 
 
 def wandb_mode(requested: str) -> str:
@@ -94,12 +108,23 @@ def start_tracking(accelerator: Accelerator, logger_cfg: DictConfig | None, *, n
         accelerator.trackers = []
 
 
+def study_name(cfg: DictConfig) -> str:
+    """The sweep folder's name, `<experiment_name><variant>` (e.g. `smoke+data.per_label=5`): under Hydra the
+    variant comes from the command line's overrides (layout.variant), so runs of other settings never share
+    a W&B group."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from bias_amp.layout import variant
+
+    return cfg.experiment_name + (variant(HydraConfig.get().overrides.task) if HydraConfig.initialized() else "")
+
+
 def start_run(accelerator: Accelerator, cfg: DictConfig, run_dir: Path, todo: list[str]) -> None:
     """A loop job that will compute the versions `todo`: note them in run.log and open (or continue) the
-    run dir's one W&B run, grouped `<experiment_name>/<setup_name>`, named `<setup_name>/seed_<seed>`."""
+    run dir's one W&B run, grouped `<study>/<setup_name>` (study_name), named `<setup_name>/seed_<seed>`."""
     note(run_dir, f"start    {cfg.setup_name} seed {cfg.seed}: {' '.join(todo)}")
     start_tracking(accelerator, cfg.logger, name=f"{cfg.setup_name}/seed_{cfg.seed}",
-                   group=f"{cfg.experiment_name}/{cfg.setup_name}", config=cfg, run_dir=run_dir, resume=True)
+                   group=f"{study_name(cfg)}/{cfg.setup_name}", config=cfg, run_dir=run_dir, resume=True)
 
 
 def log_metrics(accelerator: Accelerator, metrics: dict, step: int) -> None:
@@ -146,18 +171,24 @@ def note(run_dir: Path, text: str) -> None:
 
 
 def finish(accelerator: Accelerator | None) -> None:
-    """End tracker runs and reset Accelerate's singletons, so the next multirun job starts clean."""
+    """End tracker runs and reset Accelerate's singletons, so the next multirun job starts clean. A W&B run's
+    files are complete on return: `run.finish()` leaves the writing to W&B's service process, which is only
+    waited for at exit (an atexit hook, unreliable in a joblib launcher's worker), so it is torn down here."""
     from accelerate.state import AcceleratorState, GradientState, PartialState
 
     if accelerator is not None:
-        for tracker in getattr(accelerator, "trackers", []):
-            run = getattr(tracker, "run", None)
-            if tracker.name == "wandb" and run is not None and run.settings.mode == "offline":
-                log.info("W&B run %s logged offline; upload it with: wandb sync %s", run.id, run.settings.sync_dir)
+        runs = [t.run for t in getattr(accelerator, "trackers", []) if t.name == "wandb" and getattr(t, "run", None)]
         try:
             accelerator.end_training()
+            if runs:
+                import wandb
+
+                wandb.teardown()
         except Exception as err:
             log.warning("tracker finish failed (%s)", err)
+        for run in runs:
+            if run.settings.mode == "offline":
+                log.info("W&B run %s logged offline; upload it with: wandb sync %s", run.id, run.settings.sync_dir)
     AcceleratorState._reset_state(reset_partial_state=True)
     GradientState._reset_state()
     PartialState._reset_state()

@@ -4,6 +4,7 @@ run.log's per-stage wall times; probe progress."""
 from __future__ import annotations
 
 import json
+import logging
 import struct
 from pathlib import Path
 
@@ -26,6 +27,15 @@ def cfg_for(*overrides):
     GlobalHydra.instance().clear()
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         return compose("config", overrides=TINY + list(overrides))
+
+
+def run_tracked(caplog, out: Path, *overrides) -> pd.DataFrame:
+    """run_setup, asserting the tracker never degraded to a warning (init, log or finish failing)."""
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="bias_amp.tracking"):
+        metrics = run_setup(cfg_for(*overrides), out)
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
+    return metrics
 
 
 def records(path: Path):
@@ -63,6 +73,8 @@ def offline_run(path: Path) -> dict:
         elif kind == "history":
             items = {"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in rec.history.item}
             run["history"][items.pop("_step")] = {k: v for k, v in items.items() if not k.startswith("_")}
+    logs = path.parent / "logs" / "debug-internal.log"
+    assert "id" in run, f"no run record in {path}: {logs.read_text()[-2000:] if logs.is_file() else 'no log'}"
     return run
 
 
@@ -71,10 +83,10 @@ def offline_runs(out: Path) -> list[dict]:
     return [offline_run(p) for p in sorted(out.glob("wandb/offline-run-*/run-*.wandb"))]
 
 
-def test_one_offline_wandb_run_per_run_dir_continued_when_extended(tmp_path):
+def test_one_offline_wandb_run_per_run_dir_continued_when_extended(tmp_path, caplog):
     pytest.importorskip("wandb")
     out = run_dir(tmp_path / "sweep", "greedy-none", 0)
-    metrics = run_setup(cfg_for("setup=greedy", "generations=2"), out)
+    metrics = run_tracked(caplog, out, "setup=greedy", "generations=2")
 
     [run] = offline_runs(out)
     assert run["id"] == (out / "wandb_id").read_text().strip()
@@ -96,14 +108,20 @@ def test_one_offline_wandb_run_per_run_dir_continued_when_extended(tmp_path):
                 assert logged[prefix + key] == pytest.approx(value), key
     assert "train_loss" in run["history"][1] and "baseline/train_loss" not in run["history"][0]
 
-    run_setup(cfg_for("setup=greedy", "generations=3"), out)             # extended: the same W&B run
+    run_tracked(caplog, out, "setup=greedy", "generations=3")            # extended: the same W&B run
     first, second = offline_runs(out)
     assert first == run and second["id"] == run["id"] and second["group"] == run["group"]
     assert sorted(second["history"]) == [2] and second["config"]["generations"] == 3
     assert second["history"][2]["share_right"] == pytest.approx(pd.read_csv(out / "metrics.csv").share_right.iloc[-1])
 
-    run_setup(cfg_for("setup=greedy", "generations=3"), out)             # nothing to do: no new run
+    run_tracked(caplog, out, "setup=greedy", "generations=3")            # nothing to do: no new run
     assert len(offline_runs(out)) == 2
+
+    other = run_dir(tmp_path / "sweep", "greedy-none", 1)                  # another seed: its own run, same group
+    run_tracked(caplog, other, "setup=greedy", "seed=1", "generations=1", "baseline=false", "probe.enabled=false")
+    [seed1] = offline_runs(other)
+    assert (seed1["group"], seed1["name"]) == ("smoke/greedy-none", "greedy-none/seed_1")
+    assert seed1["id"] != run["id"] and sorted(seed1["history"]) == [0]
 
     log = (out / "run.log").read_text().splitlines()
     starts = [line.split(": ", 1)[1] for line in log if " start " in line]
@@ -113,6 +131,23 @@ def test_one_offline_wandb_run_per_run_dir_continued_when_extended(tmp_path):
     expected += [[f"gen_0{g}", s] for g in range(3) for s in ("train", "synthesis", "scoring", "probe")]
     assert stages == [e + ["done"] for e in expected]
     assert all(float(line.split()[3].rstrip("s")) >= 0 for line in log if " start " not in line)
+
+
+def test_group_names_the_sweep_folder_so_other_settings_never_share_it():
+    from hydra.core.hydra_config import HydraConfig
+
+    import bias_amp.run  # noqa: F401  (registers the resolver of the sweep folder's name)
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["experiment=smoke", "setup=beam", "data.per_label=5", "logger=none"],
+                      return_hydra_config=True)
+    try:
+        HydraConfig.instance().set_config(cfg)
+        assert tracking.study_name(cfg) == "smoke+data.per_label=5" == Path(cfg.hydra.sweep.dir).name
+    finally:
+        HydraConfig.instance().cfg = None
+    assert tracking.study_name(cfg) == "smoke"                           # called without Hydra
 
 
 def test_no_tracker_run_for_a_start_that_fails(tmp_path, monkeypatch):
