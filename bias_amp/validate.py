@@ -9,7 +9,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from bias_amp import data, hub, io, mitigation, models, precision, probes, projection, synth, train
+from bias_amp import data, hub, io, mitigation, models, precision, probes, projection, synth, tracking, train
 from bias_amp.errors import ConfigError, check, check_range
 from bias_amp.layout import RESUMABLE
 from bias_amp.metrics import scorer
@@ -40,6 +40,7 @@ def validate_config(cfg: DictConfig) -> None:
     models.validate(cfg.model)
     precision.validate_config(cfg)
     scorer.validate(cfg)                                # leaning, quality, perplexity
+    tracking.validate(cfg.get("logger"))
     if cfg.probe.enabled:
         probes.validate(cfg.probe)
 

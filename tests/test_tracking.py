@@ -168,6 +168,17 @@ def test_no_tracker_run_for_a_start_that_fails(tmp_path, monkeypatch):
         assert not (out / tracking.RUN_LOG).exists()
 
 
+@pytest.mark.parametrize("override, key", [("logger.mode=ofline", "logger.mode"), ("logger.project=", "logger.project")])
+def test_a_bad_logger_setting_is_refused_before_any_model_loads(tmp_path, monkeypatch, override, key):
+    from bias_amp import models
+    from bias_amp.errors import ConfigError
+
+    monkeypatch.setattr(models, "load_lm", lambda *a, **k: pytest.fail("a model loaded"))
+    with pytest.raises(ConfigError) as err:
+        run_setup(cfg_for(override), tmp_path)
+    assert str(err.value).startswith(key)
+
+
 def test_a_failed_stage_is_logged_as_failed(tmp_path):
     with pytest.raises(RuntimeError), tracking.stage(tmp_path, "gen_03", "train"):
         raise RuntimeError("out of memory")
