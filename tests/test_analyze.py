@@ -9,7 +9,7 @@ import statsmodels.api as sm
 from conftest import ROOT
 from hydra.errors import ConfigCompositionException
 
-from bias_amp.analyze import analyze, load_config
+from bias_amp.analyze import analyze, load_config, run
 from bias_amp.errors import ConfigError
 from bias_amp.plots import SMOKE_BANNER
 from bias_amp.probes import save_probe
@@ -165,8 +165,8 @@ def test_clear_errors(tmp_path):
         analyze(short, _cfg())
     p = _app(str(short))
     assert p.returncode == 2 and p.stderr.strip() == "error: sweep: expected at least 3 probed versions, got 2"
-    p = _app()
-    assert p.returncode == 2 and p.stderr.strip() == "error: sweep: expected a sweep directory (SWEEP or sweep=DIR)"
+    with pytest.raises(ConfigError, match=r"^sweep: expected a sweep directory \(SWEEP or sweep=DIR\)"):
+        run(load_config())
     with pytest.raises(ConfigError, match=r"^mode: expected diff or levels, got 'delta'"):
         analyze(short, _cfg(mode="delta"))
     with pytest.raises(ConfigCompositionException, match=r"Could not override 'maxlag'"):
