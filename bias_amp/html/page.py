@@ -43,7 +43,7 @@ pre{background:#f7f7f7;padding:8px;overflow:auto;max-height:400px;white-space:pr
 # plotly.js inflated and run, then every figure drawn (body[data-plotted] = number drawn, for tests); table
 # sort, article picker and series toggles (all figures at once).
 SCRIPT = """
-const plotted = (async () => {
+(async () => {
   const bytes = Uint8Array.from(atob(document.getElementById('plotly-js-gz').textContent), c => c.charCodeAt(0));
   const js = await new Response(new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'))).text();
   const lib = document.createElement('script');
