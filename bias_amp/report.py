@@ -192,13 +192,16 @@ def markdown_table(table: pd.DataFrame, smoke: bool = False) -> str:
 
 def markdown_summary(summary: pd.DataFrame, smoke: bool = False) -> str:
     """Mean over seeds [band]: the 95% CI of one seed, min-max over several."""
-    lines = ["Mean over seeds [band: the 95% CI of a single seed, min–max over seeds when n_seeds > 1].", "",
+    lines = ["Mean over seeds [band: the 95% CI of a single seed, min–max over seeds when n_seeds > 1]; n: articles "
+             "per run (unscorable ones, empty or near-empty, have no scores).", "",
              "| setup | generation | seeds | n | % left | % center | % right | quality index (0–3) | perplexity |",
              "| --- | ---: | ---: | ---: | --- | --- | --- | --- | --- |"]
     for r in summary.itertuples():
         shares = [_ci(getattr(r, f"share_{k}"), getattr(r, f"share_{k}_band_low"),
                       getattr(r, f"share_{k}_band_high"), 1, 100) for k in LEANINGS]
-        lines.append(f"| {r.setup} | {_gen(r.generation)} | {r.n_seeds} | {r.n_articles:g} | {' | '.join(shares)} | "
+        unscorable = getattr(r, "n_unscorable", float("nan"))
+        n = f"{r.n_articles:g}" + (f" ({unscorable:g} unscorable)" if unscorable > 0 else "")
+        lines.append(f"| {r.setup} | {_gen(r.generation)} | {r.n_seeds} | {n} | {' | '.join(shares)} | "
                      f"{_ci(r.quality_mean, r.quality_mean_band_low, r.quality_mean_band_high, 3)} | "
                      f"{_ci(r.perplexity_mean, r.perplexity_mean_band_low, r.perplexity_mean_band_high, 2)} |")
     return _banner(smoke) + "\n".join(lines) + "\n"

@@ -206,6 +206,8 @@ def test_smoke_banner_and_collapse_figure(tmp_path, monkeypatch):
     assert pd.read_csv(sweep / "report" / "summary_table.csv").smoke_instruments.all()
     summary = report.aggregate(report.load_metrics(sweep))
     assert summary.loc[summary.setup == "greedy-none", "distinct_1_band_high"].iat[1] == pytest.approx(0.5 + 0.01)
+    md = report.markdown_summary(summary.assign(n_unscorable=[2] + [0] * (len(summary) - 1)))
+    assert "| greedy-none | base | 2 | 12 (2 unscorable) |" in md and "| greedy-none | 0 | 2 | 12 |" in md
 
 
 def test_paper_overlay_and_paper_only(sweep_dir, tmp_path):
