@@ -181,6 +181,7 @@ def test_page_is_self_contained(page, sweep):
     blobs = re.findall(r'<script type="application/octet-stream" id="plotly-js-gz">([^<]+)</script>', text)
     assert len(blobs) == 1 and gzip.decompress(base64.b64decode(blobs[0])).decode() == get_plotlyjs()
     assert "<script src" not in text and "<link" not in text
+    assert page.stat().st_size < 3e6  # plotly.min.js alone is 4.9 MB uncompressed
     for run in run_dirs(sweep):  # each run's resolved config is on the page
         cfg = OmegaConf.load(run / "config.yaml")
         assert f"{sweep.name} · {run.parent.name} · {run.name}" in text and f"setup_name: {cfg.setup_name}" in text
