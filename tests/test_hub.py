@@ -29,6 +29,15 @@ def closed_port() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
+@pytest.fixture(autouse=True)
+def empty_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache: the machine's own cache must not decide these tests."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    return tmp_path / "hf-cache"
+
+
 @pytest.fixture()
 def online(monkeypatch):
     """The hub allowed (conftest sets HF_HUB_OFFLINE for the suite), at an endpoint the test chooses."""
@@ -76,17 +85,17 @@ def test_a_silent_endpoint_is_given_up_after_the_timeout(online, monkeypatch):
         assert time.perf_counter() - start < 2
 
 
-def test_a_cached_model_passes_offline(tmp_path, monkeypatch):
-    from huggingface_hub import constants
-
-    snap = tmp_path / "models--nobody--cached-lm" / "snapshots" / "abc123"
-    snap.mkdir(parents=True)
-    (snap / "config.json").write_text("{}")
-    (tmp_path / "models--nobody--cached-lm" / "refs").mkdir()
-    (tmp_path / "models--nobody--cached-lm" / "refs" / "main").write_text("abc123")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+def test_a_cached_model_passes_offline(empty_cache, monkeypatch):
+    cfg = cfg_for("experiment=smoke", "model=gpt2", "model.path=nobody/cached-lm")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    hub.check_models(cfg_for("experiment=smoke", "model=gpt2", "model.path=nobody/cached-lm"))
+    with pytest.raises(ConfigError, match="^model.path: "):
+        hub.check_models(cfg)
+    repo = empty_cache / "models--nobody--cached-lm"
+    (repo / "snapshots" / "abc123").mkdir(parents=True)
+    (repo / "snapshots" / "abc123" / "config.json").write_text("{}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("abc123")
+    hub.check_models(cfg)
 
 
 def test_the_advertised_sweep_fails_offline_in_one_line_in_seconds(tmp_path):
