@@ -61,7 +61,7 @@ def variant(overrides: Iterable[str]) -> str:
     for o in map(str, overrides):
         key, _, value = o.partition("=")
         key = key.lstrip("+~")
-        if key.startswith("hydra.") or key in PATH_KEYS or any(key == r or key.startswith(r + ".") for r in RESUMABLE):
+        if key.startswith(("hydra.", "hydra/")) or key in PATH_KEYS or any(key == r or key.startswith(r + ".") for r in RESUMABLE):
             continue
         kept[o] = f"{key}={value.rstrip('/').rsplit('/', 1)[-1]}" if value else key
     if not kept:

@@ -49,7 +49,8 @@ def test_run_dirs_lists_setup_and_seed_folders_only(tmp_path):
 
 def test_variant_names_only_results_changing_overrides():
     assert variant(["setup=glob(*)", "experiment=smoke", "seed=1", "generations=4", "logger=none",
-                    "logger.mode=offline", "synthesis.threads=2", "hydra.sweep.dir=x", "overwrite=true"]) == ""
+                    "logger.mode=offline", "synthesis.threads=2", "hydra.sweep.dir=x", "hydra/launcher=joblib",
+                    "overwrite=true"]) == ""
     assert variant(["logger=none", "data.per_label=5", "decoding=beam"]) == "+data.per_label=5"
     assert variant(["train.lr=0.1", "data.per_label=5"]) == variant(["data.per_label=5", "train.lr=0.1"])
     # a sub-key of a path group changes results without changing the setup name
