@@ -23,6 +23,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from bias_amp import calibrate as calibration
 from bias_amp import cli, plots
 from bias_amp.errors import check, check_range
 from bias_amp.hac import ols_hac, within_diff
@@ -74,6 +75,18 @@ def load_sweep(sweep: Path, targets: dict[str, str], include_baseline=False, set
     return meta.drop(columns="path"), {k: np.stack(v).astype(np.float64) for k, v in arrays.items()}
 
 
+def fit(y, X, unit, gen, mode: str, maxlags: int, hac: str, use_correction: bool, use_t: bool):
+    """One target y (n,) against every column of X (n, k), rows = versions of the panel units `unit` at
+    generations `gen`: in levels, or in first differences within each unit (mode=diff); HAC stacked or panel."""
+    groups = unit
+    if mode == "diff":
+        X, groups = within_diff(X, unit, gen)
+        y, _ = within_diff(y, unit, gen)
+    check(len(y) >= 3, "mode", f"at least 3 observations for mode={mode}", len(y))
+    return ols_hac(y, X, maxlags, groups=groups if hac == "panel" else None,
+                   use_correction=use_correction, use_t=use_t)
+
+
 def regress(meta: pd.DataFrame, arrays: dict, cfg: DictConfig) -> pd.DataFrame:
     """Long table: one row per (relationship, neuron) with r, beta, alpha, se, t, p, significant."""
     n_layer, hidden = next(iter(arrays.values())).shape[1:]
@@ -87,13 +100,7 @@ def regress(meta: pd.DataFrame, arrays: dict, cfg: DictConfig) -> pd.DataFrame:
         y = meta[col].to_numpy(dtype=np.float64)
         check(bool(np.isfinite(y).all()), f"targets.{target}", f"finite values in metrics.csv column {col}",
               f"{int((~np.isfinite(y)).sum())} missing")
-        groups = unit
-        if cfg.mode == "diff":
-            X, groups = within_diff(X, unit, gen)
-            y, _ = within_diff(y, unit, gen)
-        check(len(y) >= 3, "mode", f"at least 3 observations for mode={cfg.mode}", len(y))
-        res = ols_hac(y, X, cfg.maxlags, groups=groups if cfg.hac == "panel" else None,
-                      use_correction=cfg.use_correction, use_t=cfg.use_t)
+        res = fit(y, X, unit, gen, cfg.mode, cfg.maxlags, cfg.hac, cfg.use_correction, cfg.use_t)
         out.append(pd.DataFrame({
             "relationship": f"{probe_name}_{target}", "probe": probe_name, "target": target,
             "layer": np.repeat(np.arange(n_layer), hidden), "unit": np.tile(np.arange(hidden), n_layer),
@@ -185,9 +192,27 @@ def analyze(sweep: str | Path, cfg: DictConfig) -> dict[str, Path]:
         "overlap_md": write_text(out / "overlap.md", _markdown(table, summary)),
         "summary": write_json(out / "summary.json", summary),
     }
+    if cfg.calibrate:
+        paths.update(_calibrate(meta, arrays, cfg, summary, out))
     if cfg.plots:
         paths.update({p.stem: p for p in plot(df, out, df.attrs["threshold"], summary["smoke_instruments"])})
     return paths
+
+
+def _calibrate(meta: pd.DataFrame, arrays: dict, cfg: DictConfig, summary: dict, out: Path) -> dict[str, Path]:
+    """analysis/calibration.csv/.md: null panels of this sweep's shape, at calibrate_phis and at the sweep's own
+    autocorrelation (median over neurons of the lag-1 autocorrelation within runs, probes pooled)."""
+    runs = meta.groupby("run").size()
+    check(runs.nunique() == 1, "calibrate", "runs with the same number of probed versions", runs.to_dict())
+    unit = meta.run.to_numpy()
+    own = float(np.clip(np.nanmedian(np.concatenate(
+        [calibration.lag1(arrays[p].reshape(len(meta), -1), unit) for p in cfg.probes])), 0.0, 1.0))
+    phis = sorted({float(p) for p in cfg.calibrate_phis} | {round(own, 2)})
+    tests = cfg.calibrate_tests or summary["neurons"] * summary["relationships"]
+    table = calibration.calibrate(len(runs), int(runs.iloc[0]), int(tests), phis, alpha=cfg.alpha,
+                                  maxlags=cfg.maxlags, hac=cfg.hac, seed=cfg.calibrate_seed)
+    note = f" The sweep's own neuron autocorrelation: phi = {own:.2f} (lag 1, median over neurons)."
+    return calibration.write(out, table, cfg.alpha, note)
 
 
 def load_config(overrides: list[str] = ()) -> DictConfig:
