@@ -109,7 +109,7 @@ def naive(model, blocks, kwargs, new_tokens, eos, device, seed):
 
 def batched_generate(model, blocks, kwargs, new_tokens, eos, batch_size, seed):
     """The plain batched reference: one HF `generate` call per batch of length-sorted, left-padded blocks."""
-    from bias_amp.synth import _hf_generate
+    from bias_amp.synth.decode import hf_generate
     from bias_amp.synth.options import plan
 
     how = plan(model, kwargs, eos)
@@ -118,7 +118,7 @@ def batched_generate(model, blocks, kwargs, new_tokens, eos, batch_size, seed):
     with torch.inference_mode():
         for lo in range(0, len(order), batch_size):
             idx = order[lo:lo + batch_size]
-            for i, seq in zip(idx, _hf_generate(model, [blocks[i] for i in idx], new_tokens, how, kwargs, seed),
+            for i, seq in zip(idx, hf_generate(model, [blocks[i] for i in idx], new_tokens, how, kwargs, seed),
                               strict=True):
                 out[i] = seq
     return out

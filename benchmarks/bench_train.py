@@ -135,7 +135,7 @@ def our_cfg(args):
 
     return OmegaConf.create(dict(max_length=args.max_length, unit="truncate", epochs=1, batch_size=args.batch_size,
                                  lr=5e-5, weight_decay=0.01, scheduler="linear", warmup_steps=0, grad_accum=1,
-                                 max_grad_norm=1.0, group_by_length=True, mixed_precision="no", compile=False))
+                                 max_grad_norm=1.0, group_by_length=True, compile=False))
 
 
 class CountingCollator:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU benchmarks, sized to a few minutes on one H200. Needs a CUDA torch and the project's deps (make install TORCH=...).
-#   benchmarks/gpu.sh            fp32 (outputs as on CPU, up to float noise)
-#   benchmarks/gpu.sh --bf16     bf16 weights/activations: opt-in, changes outputs (greedy match share drops)
+#   benchmarks/gpu.sh            fp32 synthesis vs naive, then bf16 vs fp32 (the run's `precision` key) per stage
+#   benchmarks/gpu.sh --bf16     the synthesis comparison with bf16 weights (precision=bf16)
 # Extra args go to bench_synth.py (e.g. --models gpt2-small). Results: $OUT (default benchmarks/results/gpu).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +24,10 @@ nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv | tee "$OUT/
 for EX in articles lines; do
   "$PY" benchmarks/bench_train.py --device cuda --model gpt2-small --examples "$EX" --batch-size 8 --steps 16 \
     --repeats 3 --threads 4 2>&1 | tee "$OUT/train_${EX}.log"
+done
+
+# --- precision: bf16 vs fp32 per stage (the `precision` key's paths on CUDA; A/B in one process) -----------------
+for SECTION in synth train score agree; do
+  "$PY" benchmarks/bench_precision.py "$SECTION" --device cuda --blocks 1024 --naive-blocks 8 --batch-size 256 \
+    --beam-blocks 128 --articles 256 --steps 8 --out "$OUT/precision_${SECTION}.json" 2>&1 | tee "$OUT/precision_${SECTION}.log"
 done

@@ -32,6 +32,7 @@ class TrainResult:
     seconds: float
     tokens_per_s: float
     optimizer: list[dict] = field(default_factory=list)   # lr / weight_decay per param group, read off the optimizer
+    batch_losses: list[float] = field(default_factory=list)  # mean loss of every batch, all epochs, in order
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -125,7 +126,7 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
     forward = torch.compile(model) if cfg.get("compile") else model
     model.train()
     lengths = [len(e) for e in examples]
-    tokens, steps, start = 0, 0, time.perf_counter()
+    tokens, steps, start, batch_losses = 0, 0, time.perf_counter(), []
     bar = tqdm(total=per_epoch * cfg.epochs, desc=desc, disable=not accelerator.is_main_process, leave=False)
     for epoch in range(cfg.epochs):
         sums, counts = [], []           # per-batch loss sums stay on the device: no host sync per step
@@ -164,6 +165,7 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
             if i % 16 == 0 or i + 1 == per_epoch:   # every step's loss is kept; the bar shows some
                 bar.set_postfix(epoch=epoch, loss=f"{accelerator.reduce(sums[-1], 'sum').item() / targets:.3f}")
         losses = (accelerator.reduce(torch.stack(sums), "sum").cpu().double() / torch.tensor(counts)).tolist()
+        batch_losses += losses
     bar.close()
     seconds = time.perf_counter() - start
     groups = [{"lr": g["initial_lr"] if "initial_lr" in g else g["lr"], "weight_decay": g["weight_decay"],
@@ -173,4 +175,5 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
         low.close()
     accelerator.free_memory()            # drop Accelerate's references: nothing accumulates across generations
     return TrainResult(loss=float(np.mean(losses)), epochs=epoch + 1, steps=steps, examples=len(examples),
-                       tokens=tokens, seconds=seconds, tokens_per_s=tokens / max(seconds, 1e-9), optimizer=groups)
+                       tokens=tokens, seconds=seconds, tokens_per_s=tokens / max(seconds, 1e-9), optimizer=groups,
+                       batch_losses=batch_losses)

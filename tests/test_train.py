@@ -9,7 +9,7 @@ from bias_amp import tracking
 from bias_amp.train import batch_order, collate, encode, finetune
 
 CFG = dict(max_length=32, unit="truncate", epochs=2, batch_size=4, lr=1e-3, weight_decay=0.01, scheduler="linear",
-           warmup_steps=0, grad_accum=1, max_grad_norm=1.0, group_by_length=True, mixed_precision="no", compile=False)
+           warmup_steps=0, grad_accum=1, max_grad_norm=1.0, group_by_length=True, compile=False)
 
 
 @pytest.fixture()
