@@ -72,7 +72,8 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
             batch = mitigation.training_set(g, real_texts, synthetic, cfg.mitigation, cfg.seed,
                                             real_labels=[a.label for a in real], scores=scores)
             if tracker is not None:
-                tracker.start(model, tok)            # b̂ of this generation
+                with tracking.stage(out, v, "projection", acc.is_main_process):
+                    tracker.start(model, tok)            # b̂ of this generation
             with tracking.stage(out, v, "train", acc.is_main_process):
                 result = train.finetune(model, tok, batch.texts, train_cfg, acc, seed=seed_for(cfg.seed, g, "train"),
                                         precision=cfg.precision,
@@ -143,7 +144,8 @@ def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
                                                                    desc=f"{cfg.setup_name} {v} probe"))
         io.write_json(vdir / "metrics.json", row)
         if g >= 0:                       # the latest checkpoint is what a killed run resumes from
-            save_and_prune(cfg, out, g, model, tok)
+            with tracking.stage(out, v, "checkpoint"):
+                save_and_prune(cfg, out, g, model, tok)
         io.write_text(vdir / "DONE", "")
         write_metrics(out)
         tracking.log_version(acc, row)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # accelerate (and torch) load only when a run needs them
 log = logging.getLogger(__name__)
 
 WANDB_ID = "wandb_id"    # the run dir's W&B run id, written when its first W&B run opens
-RUN_LOG = "run.log"      # per-stage wall times, appended by every job on the run dir
+RUN_LOG = "run.log"      # per-stage wall times; under Hydra also the job log (named after the app, bias_amp.run)
 ROW_KEYS = ("setup", "seed", "version", "generation")   # a metrics row's identity: the run config / the step
 MODES = ("auto", "online", "offline", "disabled")
 
@@ -160,13 +160,18 @@ def stage(run_dir: Path, version: str, name: str, enabled: bool = True) -> Itera
         status = "done"
     finally:
         if enabled:
-            note(run_dir, f"{version:<8} {name:<9} {time.perf_counter() - start:9.1f}s {status}")
+            note(run_dir, f"{version:<8} {name:<10} {time.perf_counter() - start:8.1f}s {status}")
 
 
 def note(run_dir: Path, text: str) -> None:
-    """Append one time-stamped line to `run_dir/run.log`."""
+    """One line in the log and in `run_dir/run.log`. Under Hydra that file is already the job's log (a
+    handler of the root logger writes it, same format); otherwise the line is appended with a time stamp."""
+    log.info(text)
+    path = (Path(run_dir) / RUN_LOG).resolve()
+    if any(Path(getattr(h, "baseFilename", "")) == path for h in logging.getLogger().handlers):
+        return
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    with open(Path(run_dir) / RUN_LOG, "a", encoding="utf-8") as f:
+    with open(path, "a", encoding="utf-8") as f:
         f.write(f"{stamp} {text}\n")
 
 
