@@ -189,6 +189,24 @@ def test_a_failed_stage_is_logged_as_failed(tmp_path):
     assert line.split()[1:3] == ["gen_03", "train"] and line.endswith("failed")
 
 
+def test_under_hydra_stage_lines_go_through_the_job_log_once(tmp_path):
+    """Hydra's job log of `python -m bias_amp.run` is the run dir's run.log: one line per stage, its format."""
+    handler = logging.FileHandler(tmp_path / tracking.RUN_LOG)
+    handler.setFormatter(logging.Formatter("[%(name)s][%(levelname)s] - %(message)s"))
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        with tracking.stage(tmp_path, "gen_00", "train"):
+            pass
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+        root.setLevel(level)
+    [line] = (tmp_path / tracking.RUN_LOG).read_text().splitlines()
+    assert line.startswith("[bias_amp.tracking][INFO] - gen_00   train ") and line.endswith("s done")
+
+
 def test_probe_shows_progress_when_named(tiny_model, tiny_tokenizer, capsys):
     from bias_amp import probes
 
