@@ -114,6 +114,9 @@ def validate(data_cfg) -> None:
         check(leaning in LEANINGS, f"data.labels.{raw}", f"one of {list(LEANINGS)}", leaning)
     if cfg.get("per_label") is not None:
         check_range(cfg["per_label"], "data.per_label", lo=1, integer=True)
+    excluded = cfg.get("exclude_sources")
+    check(excluded is None or (isinstance(excluded, list) and all(isinstance(x, str) for x in excluded)),
+          "data.exclude_sources", "a list of outlet names (the source column) or null", excluded)
     for key in ("drop_unmapped", "drop_empty"):
         check(isinstance(cfg.get(key, False), bool), f"data.{key}", "true or false", cfg.get(key))
     check(cfg.get("csv_bad_lines", "error") in ("error", "skip"), "data.csv_bad_lines", "error or skip",
@@ -305,7 +308,9 @@ def read_articles(data_cfg) -> list[Article]:
     validate(data_cfg)
     cfg = _plain(data_cfg)
     records, locs, columns, where = _read(cfg)
-    return _articles(records, locs, columns, cfg, where)
+    articles = _articles(records, locs, columns, cfg, where)
+    excluded = set(cfg.get("exclude_sources") or ())          # e.g. outlets a leaning classifier was trained on
+    return [a for a in articles if a.source not in excluded] if excluded else articles
 
 
 def stratified_sample(articles: list[Article], per_label: int | None, seed: int, where: str = "the corpus"):
