@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from bias_amp import calibrate as calibration
-from bias_amp import cli, plots
+from bias_amp import cli, plots, projection
 from bias_amp.errors import check, check_range
 from bias_amp.hac import ols_hac, within_diff
 from bias_amp.io import read_json, write_csv, write_json, write_text
@@ -186,7 +186,11 @@ def analyze(sweep: str | Path, cfg: DictConfig) -> dict[str, Path]:
         "smoke_instruments": bool(meta.smoke_instruments.any()),
         "significant": dict(zip(table.relationship, table["size"].astype(int).tolist(), strict=True)),
     }
+    c_t = projection.association(load_runs(sweep, ["share_right"]))     # Theorem 1 tested: c_t vs Δ right share
+    if c_t is not None:
+        summary["c_t"] = c_t
     paths = {
+        **({"c_t": write_text(out / "c_t.md", projection.markdown(c_t))} if c_t else {}),
         "neurons": write_csv(out / "neurons.csv", df),
         "overlap": write_csv(out / "overlap.csv", table),
         "overlap_md": write_text(out / "overlap.md", _markdown(table, summary)),

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+import pandas as pd
 import torch
 from omegaconf import DictConfig
 
@@ -188,3 +190,62 @@ def c_t_columns(train_stats: dict | None) -> dict:
     """The c_t columns of a version's metrics row (none when c_t was not measured)."""
     stats = (train_stats or {}).get("projection") or {}
     return {k: v for k, v in stats.items() if k.startswith("c_t")}
+
+
+def pairs(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per fine-tuned generation g of every run (`report.load_runs` rows): its mean c_t beside the
+    change in right share it produces, share_right(gen_g) − share_right(the version it continued from:
+    gen_{g−1}, or the baseline for gen_00)."""
+    if "c_t_mean" not in runs:
+        return pd.DataFrame(columns=["setup", "seed", "generation", "c_t_mean", "delta_right"])
+    out = []
+    for (setup, seed), d in runs.groupby(["setup", "seed"], sort=True):
+        d = d.sort_values("generation")
+        prev = d.share_right.shift(1).where(d.generation.diff() == 1)
+        out.append(pd.DataFrame({"setup": setup, "seed": seed, "generation": d.generation,
+                                 "c_t_mean": d.c_t_mean, "delta_right": d.share_right - prev}))
+    df = pd.concat(out, ignore_index=True)
+    return df[(df.generation >= 0) & df.c_t_mean.notna() & df.delta_right.notna()].reset_index(drop=True)
+
+
+def association(runs: pd.DataFrame, n_boot: int = 2000, seed: int = 0) -> dict | None:
+    """Theorem 1, tested: across generations and setups, Δ right share ~ a + slope · mean c_t (the theory
+    predicts slope < 0: a negative c_t raises the right share). OLS slope with its t 95% CI, Pearson r, and
+    95% bootstrap CIs of both (pairs resampled); None with fewer than 3 pairs."""
+    from scipy import stats
+
+    df = pairs(runs)
+    if len(df) < 3 or df.c_t_mean.nunique() < 2:
+        return None
+    x, y = df.c_t_mean.to_numpy(float), df.delta_right.to_numpy(float)
+    fit = stats.linregress(x, y)
+    half = stats.t.ppf(0.975, len(x) - 2) * fit.stderr
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(n_boot):
+        i = rng.integers(0, len(x), len(x))
+        if np.ptp(x[i]) > 0 and np.ptp(y[i]) > 0:
+            boot.append((np.polyfit(x[i], y[i], 1)[0], np.corrcoef(x[i], y[i])[0, 1]))
+    slope_b, r_b = np.array(boot).T if boot else (np.array([np.nan]), np.array([np.nan]))
+    by_setup = df.groupby("setup").agg(generations=("generation", "size"), c_t_mean=("c_t_mean", "mean"),
+                                       delta_right=("delta_right", "mean")).reset_index()
+    return {"n_pairs": len(df), "n_runs": int(df[["setup", "seed"]].drop_duplicates().shape[0]),
+            "by_setup": by_setup.to_dict("records"), "slope": fit.slope, "slope_t_ci": [fit.slope - half, fit.slope + half],
+            "slope_boot_ci": np.nanpercentile(slope_b, [2.5, 97.5]).tolist(), "intercept": fit.intercept,
+            "r": fit.rvalue, "r_boot_ci": np.nanpercentile(r_b, [2.5, 97.5]).tolist(), "p": fit.pvalue,
+            "n_boot": len(boot)}
+
+
+def markdown(result: dict) -> str:
+    """analysis/c_t.md: the association, then per setup the mean c_t and mean change in right share."""
+    lo, hi = result["slope_t_ci"]
+    head = (f"# Bias projection c_t vs the change in right share (Theorem 1)\n\n"
+            f"Δ share_right = a + slope · mean c_t over {result['n_pairs']} generations of {result['n_runs']} runs: "
+            f"slope {result['slope']:.4g} (t 95% CI {lo:.4g} .. {hi:.4g}; bootstrap "
+            f"{result['slope_boot_ci'][0]:.4g} .. {result['slope_boot_ci'][1]:.4g}), Pearson r {result['r']:.3f} "
+            f"(bootstrap {result['r_boot_ci'][0]:.3f} .. {result['r_boot_ci'][1]:.3f}), p = {result['p']:.3g}. "
+            "The theory predicts slope < 0 (c_t < 0: the step raises the preference for right text).\n\n")
+    lines = ["| setup | generations | mean c_t | mean Δ share_right |", "|---|---|---|---|"]
+    lines += [f"| {r['setup']} | {r['generations']} | {r['c_t_mean']:.4g} | {r['delta_right']:+.4f} |"
+              for r in result["by_setup"]]
+    return head + "\n".join(lines) + "\n"

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -181,3 +183,30 @@ def test_a_project_run_writes_c_t_to_train_json_and_metrics(tmp_path):
     assert len(stats["projection"]["steps"]["c_t"]) == stats["steps"] > 0
     assert stats["projection"]["c_t_cos_update"] <= 1e-6     # hard, at the update: no step moves along +b̂
     assert metrics.c_t_mean[0] == pytest.approx(stats["projection"]["c_t_mean"])
+
+
+def test_analysis_recovers_a_planted_c_t_slope_with_its_uncertainty(tmp_path):
+    """Δ right share = −2 · mean c_t + noise in every run: summary.json's c_t slope and CIs find it."""
+    from test_analyze import _cfg, make_sweep
+
+    from bias_amp.analyze import analyze
+
+    sweep = make_sweep(tmp_path / "sweep", n_setups=3, n_gen=6, hidden=4)
+    rng = np.random.default_rng(1)
+    for path in sweep.glob("*/seed_*/metrics.csv"):
+        df = pd.read_csv(path).sort_values("generation")
+        df["c_t_mean"] = -df.share_right.diff() / 2 + rng.normal(0, 1e-4, len(df))
+        df.loc[df.generation < 0, "c_t_mean"] = np.nan                     # the baseline is not trained
+        df.to_csv(path, index=False)
+    analyze(sweep, _cfg(plots="false"))
+    c_t = io.read_json(sweep / "analysis" / "summary.json")["c_t"]
+    assert c_t["n_pairs"] == 3 * 6 and c_t["n_runs"] == 3                 # gen_00 pairs with the baseline
+    assert c_t["slope_t_ci"][0] < -2 < c_t["slope_t_ci"][1] and c_t["slope"] == pytest.approx(-2, abs=0.05)
+    assert c_t["slope_boot_ci"][0] < -2 < c_t["slope_boot_ci"][1] and c_t["r"] < -0.99
+    assert [r["setup"] for r in c_t["by_setup"]] == ["setup0", "setup1", "setup2"]
+    assert f"slope {c_t['slope']:.4g} (t 95% CI" in (sweep / "analysis" / "c_t.md").read_text()
+
+
+def test_no_c_t_columns_no_association():
+    runs = pd.DataFrame({"setup": "a", "seed": 0, "generation": [-1, 0, 1, 2], "share_right": [0.1, 0.2, 0.3, 0.4]})
+    assert projection.pairs(runs).empty and projection.association(runs) is None
