@@ -312,3 +312,25 @@ def fig_confusion(matrices: dict, classes) -> Figure:
                         xticklabels=classes, yticklabels=classes)
             ax.set(title=title, xlabel="predicted", ylabel="true")
     return fig
+
+
+def has_c_t(summary) -> bool:
+    return "c_t_mean" in summary and summary["c_t_mean"].notna().any()
+
+
+def fig_c_t(summary):
+    """The bias projection coefficient (#15): each generation's mean c_t (top; < 0 = its fine-tuning steps
+    raise the preference for right text) above the change in right share that generation produces (bottom,
+    vs the version it continued from), per setup."""
+    s = summary.sort_values(["setup", "generation"])
+    prev = s.groupby("setup")["share_right"].shift(1).where(s.groupby("setup")["generation"].diff() == 1)
+    s = s.assign(delta_right=100 * (s["share_right"] - prev))
+    with style():
+        fig, axes = new_figure(8, 6, 2, 1, sharex=True)
+        _lines(axes[0, 0], s, "c_t_mean", band=False)
+        axes[0, 0].axhline(0, color="k", lw=0.6)
+        axes[0, 0].set(ylabel="mean c_t = b̂ᵀ∇L", title="Bias projection c_t and the change in right share")
+        _lines(axes[1, 0], s, "delta_right", band=False, legend=False)
+        axes[1, 0].axhline(0, color="k", lw=0.6)
+        axes[1, 0].set(ylabel="Δ % right-leaning")
+    return fig

@@ -16,6 +16,7 @@ Written to OUT (default SWEEP/report/), listed in OUT/README.md:
   fig8_quality_distribution.png per-article quality index by generation, seeds pooled (Fig. 8-10)
   fig11_perplexity.png          perplexity (Fig. 11)
   fig_collapse.png              instrument-free collapse measures (distinct-n, repeated 4-grams, compression)
+  fig_c_t.png                   mean c_t per generation above the change in right share it produces (#15)
   trajectories.md               chosen articles: the original and every version's continuation (App. C, F)
   index.html                    all of the above in one self-contained interactive page (bias_amp.html)
 The paper's setups (paper-none, ...) are drawn dashed beside the sweep's own. Made with smoke instruments
@@ -146,7 +147,7 @@ def aggregate(metrics: pd.DataFrame) -> pd.DataFrame:
         row = {"setup": setup, "version": version_name(int(gen)), "generation": int(gen),
                "n_seeds": int(g["seed"].nunique()), "smoke_instruments": is_smoke(g),
                "decoding": g["decoding"].dropna().iloc[0] if "decoding" in g and g["decoding"].notna().any() else None}
-        for col in [c for c in MEANS if c in g]:
+        for col in [c for c in MEANS if c in g] + [c for c in g if c.startswith("c_t")]:
             row[col] = g[col].mean()
         for col, ci in BANDS.items():
             if col not in g:
@@ -274,6 +275,8 @@ def write_figures(out: Path, summary: pd.DataFrame, scores: pd.DataFrame, smoke:
     figures = {name: (draw, data[kind]) for name, (draw, kind) in FIGURES.items()}
     if plots.has_collapse(summary):
         figures[COLLAPSE_FIGURE] = (plots.fig_collapse, summary)
+    if plots.has_c_t(summary):
+        figures["fig_c_t.png"] = (plots.fig_c_t, summary)
     paths = []
     for name, (draw, frame) in tqdm(figures.items(), desc="figures", leave=False):
         fig = draw(frame)

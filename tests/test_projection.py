@@ -210,3 +210,20 @@ def test_analysis_recovers_a_planted_c_t_slope_with_its_uncertainty(tmp_path):
 def test_no_c_t_columns_no_association():
     runs = pd.DataFrame({"setup": "a", "seed": 0, "generation": [-1, 0, 1, 2], "share_right": [0.1, 0.2, 0.3, 0.4]})
     assert projection.pairs(runs).empty and projection.association(runs) is None
+
+
+def test_report_figure_puts_c_t_above_the_change_in_right_share():
+    from bias_amp import plots, report
+
+    metrics = pd.DataFrame({"setup": ["greedy"] * 6 + ["greedy-project"] * 3, "seed": [0, 0, 0, 1, 1, 1, 0, 0, 0],
+                            "generation": [-1, 0, 1] * 3, "share_right": [.1, .2, .4, .1, .3, .4, .1, .1, .1],
+                            "c_t_mean": [np.nan, -1, -2, np.nan, -3, -2, np.nan, 0.5, 0.0]})
+    summary = report.aggregate(metrics)
+    assert plots.has_c_t(summary) and not plots.has_c_t(summary.drop(columns="c_t_mean"))
+    fig = plots.fig_c_t(summary)
+    top, bottom = fig.axes[0], fig.axes[1]
+    ys = {line.get_label(): line.get_ydata().tolist() for line in top.lines if not line.get_label().startswith("_")}
+    assert ys == {"greedy": [-2.0, -2.0], "greedy-project": [0.5, 0.0]}          # mean over seeds
+    deltas = {line.get_label(): line.get_ydata().tolist() for line in bottom.lines
+              if not line.get_label().startswith("_")}
+    assert deltas["greedy"] == pytest.approx([15.0, 15.0]) and deltas["greedy-project"] == pytest.approx([0.0, 0.0])
