@@ -148,7 +148,7 @@ def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
                 save_and_prune(cfg, out, g, model, tok)
         io.write_text(vdir / "DONE", "")
         write_metrics(out)
-        tracking.log_version(acc, row)
+        tracking.log_version(acc, row, out)
     acc.wait_for_everyone()
 
 

@@ -134,20 +134,35 @@ def log_metrics(accelerator: Accelerator, metrics: dict, step: int) -> None:
         log.warning("tracker log failed (%s)", err)
 
 
-def log_version(accelerator: Accelerator, row: dict) -> None:
-    """One version's metrics row: numbers at step = generation (the baseline at step 0 under `baseline/`,
-    W&B steps only grow); text and flags (precision, smoke_instruments) go to the run config."""
+def log_version(accelerator: Accelerator, row: dict, run_dir: Path) -> None:
+    """One version's metrics row: numbers at step = generation; text and flags (precision, smoke_instruments)
+    go to the run config. The baseline is logged with generation 0 (step 0, under `baseline/` keys), read
+    back from its metrics.json: W&B drops a step below the current one, so a run resumed after logging the
+    baseline alone at step 0 could never log generation 0."""
+    from bias_amp.io import read_json
+    from bias_amp.layout import version_name
+
     g = int(row["generation"])
-    values = {k: v.item() if hasattr(v, "item") else v for k, v in row.items() if k not in ROW_KEYS and v is not None}
-    scalars = {k: v for k, v in values.items() if isinstance(v, numbers.Real) and not isinstance(v, bool)}
-    labels = {k: v for k, v in values.items() if k not in scalars}
+    if g < 0:
+        return
+    scalars, labels = _split(row)
+    baseline = Path(run_dir) / version_name(-1) / "metrics.json"
+    if g == 0 and baseline.is_file():
+        scalars.update({f"baseline/{k}": v for k, v in _split(read_json(baseline))[0].items()})
     if labels:
         try:
             for tracker in accelerator.trackers:
                 tracker.store_init_configuration(labels)
         except Exception as err:
             log.warning("tracker config update failed (%s)", err)
-    log_metrics(accelerator, {f"baseline/{k}": v for k, v in scalars.items()} if g < 0 else scalars, step=max(g, 0))
+    log_metrics(accelerator, scalars, step=g)
+
+
+def _split(row: dict) -> tuple[dict, dict]:
+    """(numbers, text and flags) of a metrics row, without its identity keys and missing values."""
+    values = {k: v.item() if hasattr(v, "item") else v for k, v in row.items() if k not in ROW_KEYS and v is not None}
+    scalars = {k: v for k, v in values.items() if isinstance(v, numbers.Real) and not isinstance(v, bool)}
+    return scalars, {k: v for k, v in values.items() if k not in scalars}
 
 
 @contextlib.contextmanager

@@ -72,7 +72,9 @@ def offline_run(path: Path) -> dict:
             run["config"].update({u.key: json.loads(u.value_json) for u in rec.config.update})
         elif kind == "history":
             items = {"/".join(i.nested_key) or i.key: json.loads(i.value_json) for i in rec.history.item}
-            run["history"][items.pop("_step")] = {k: v for k, v in items.items() if not k.startswith("_")}
+            step = items.pop("_step")
+            assert step > max(run["history"], default=-1), "W&B drops a step that is not above the last one"
+            run["history"][step] = {k: v for k, v in items.items() if not k.startswith("_")}
     logs = path.parent / "logs" / "debug-internal.log"
     assert "id" in run, f"no run record in {path}: {logs.read_text()[-2000:] if logs.is_file() else 'no log'}"
     return run
@@ -83,20 +85,32 @@ def offline_runs(out: Path) -> list[dict]:
     return [offline_run(p) for p in sorted(out.glob("wandb/offline-run-*/run-*.wandb"))]
 
 
-def test_one_offline_wandb_run_per_run_dir_continued_when_extended(tmp_path, caplog):
+def test_one_offline_wandb_run_per_run_dir_continued_when_resumed_or_extended(tmp_path, caplog, monkeypatch):
+    from bias_amp import train
+
     pytest.importorskip("wandb")
     out = run_dir(tmp_path / "sweep", "greedy-none", 0)
-    metrics = run_tracked(caplog, out, "setup=greedy", "generations=2")
+    finetune = train.finetune
 
-    [run] = offline_runs(out)
-    assert run["id"] == (out / "wandb_id").read_text().strip()
+    def preempted(*args, **kwargs):
+        raise RuntimeError("preempted")
+    monkeypatch.setattr(train, "finetune", preempted)                   # killed while training gen_00
+    with pytest.raises(RuntimeError, match="preempted"):
+        run_tracked(caplog, out, "setup=greedy", "generations=2")
+    [killed] = offline_runs(out)
+    assert killed["id"] == (out / "wandb_id").read_text().strip() and killed["history"] == {}
+
+    monkeypatch.setattr(train, "finetune", finetune)
+    metrics = run_tracked(caplog, out, "setup=greedy", "generations=2")   # resumed: the same W&B run
+    run = offline_runs(out)[1]
+    assert run["id"] == killed["id"]
     assert (run["project"], run["group"], run["name"]) == ("bias-amp", "smoke/greedy-none", "greedy-none/seed_0")
     resolved = OmegaConf.to_container(OmegaConf.load(out / "config.yaml"), resolve=True)
     assert {k: run["config"][k] for k in resolved} == resolved           # the resolved config, attached
     assert sorted(run["history"]) == [0, 1]                                # step = generation
     for row in metrics.to_dict("records"):
         g, prefix = row["generation"], "baseline/" if row["generation"] < 0 else ""
-        logged = run["history"][max(g, 0)]
+        logged = run["history"][max(g, 0)]                                # the baseline with generation 0
         for key in ("share_right", "quality_mean", "perplexity_mean"):
             assert logged[prefix + key] == pytest.approx(row[key])
         for key, value in row.items():                                   # every other column too (c_t, …)
@@ -109,13 +123,14 @@ def test_one_offline_wandb_run_per_run_dir_continued_when_extended(tmp_path, cap
     assert "train_loss" in run["history"][1] and "baseline/train_loss" not in run["history"][0]
 
     run_tracked(caplog, out, "setup=greedy", "generations=3")            # extended: the same W&B run
-    first, second = offline_runs(out)
-    assert first == run and second["id"] == run["id"] and second["group"] == run["group"]
-    assert sorted(second["history"]) == [2] and second["config"]["generations"] == 3
-    assert second["history"][2]["share_right"] == pytest.approx(pd.read_csv(out / "metrics.csv").share_right.iloc[-1])
+    assert offline_runs(out)[:2] == [killed, run]
+    extended = offline_runs(out)[2]
+    assert extended["id"] == run["id"] and extended["group"] == run["group"]
+    assert sorted(extended["history"]) == [2] and extended["config"]["generations"] == 3
+    assert extended["history"][2]["share_right"] == pytest.approx(pd.read_csv(out / "metrics.csv").share_right.iloc[-1])
 
     run_tracked(caplog, out, "setup=greedy", "generations=3")            # nothing to do: no new run
-    assert len(offline_runs(out)) == 2
+    assert len(offline_runs(out)) == 3
 
     other = run_dir(tmp_path / "sweep", "greedy-none", 1)                  # another seed: its own run, same group
     run_tracked(caplog, other, "setup=greedy", "seed=1", "generations=1", "baseline=false", "probe.enabled=false")
@@ -123,15 +138,15 @@ def test_one_offline_wandb_run_per_run_dir_continued_when_extended(tmp_path, cap
     assert (seed1["group"], seed1["name"]) == ("smoke/greedy-none", "greedy-none/seed_1")
     assert seed1["id"] != run["id"] and sorted(seed1["history"]) == [0]
 
-    log = (out / "run.log").read_text().splitlines()
-    starts = [line.split(": ", 1)[1] for line in log if " start " in line]
-    assert starts == ["baseline gen_00 gen_01", "gen_02"]
-    stages = [line.split()[1:3] + [line.split()[-1]] for line in log if " start " not in line]
-    expected = [["baseline", s] for s in ("synthesis", "scoring", "probe")]
-    expected += [[f"gen_0{g}", s] for g in range(3) for s in ("train", "synthesis", "scoring", "probe", "checkpoint")]
-    assert [s for s in stages if s[1] != "projection"] == [e + ["done"] for e in expected]   # projection: c_t's,
-    assert all(s[2] == "done" for s in stages)                                              # when measured
-    assert all(float(line.split()[3].rstrip("s")) >= 0 for line in log if " start " not in line)
+    log = [line.split()[1:] for line in (out / "run.log").read_text().splitlines()]
+    assert [line[1:] for line in log if line[0] == "start"] == [
+        ["greedy-none", "seed", "0:", "baseline", "gen_00", "gen_01"], ["greedy-none", "seed", "0:", "gen_00", "gen_01"],
+        ["greedy-none", "seed", "0:", "gen_02"]]
+    stages = [[line[0], line[1], line[3]] for line in log if line[0] != "start" and line[1] != "projection"]
+    done = [[v, s, "done"] for v, ss in [("baseline", ("synthesis", "scoring", "probe"))] for s in ss]
+    done += [[f"gen_0{g}", s, "done"] for g in range(3) for s in ("train", "synthesis", "scoring", "probe", "checkpoint")]
+    assert stages == done[:3] + [["gen_00", "train", "failed"]] + done[3:]    # (projection: c_t's, when measured)
+    assert all(float(line[2].rstrip("s")) >= 0 for line in log if line[0] != "start")
 
 
 def test_group_names_the_sweep_folder_so_other_settings_never_share_it():
