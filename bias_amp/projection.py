@@ -152,7 +152,7 @@ class Tracker:
         if self.project is not None and self.project.at == "gradient":
             coef = coefficient(c, self.project).float()
             for g, b in zip(grads, self.b, strict=True):
-                g.sub_(b * coef)
+                g.addcmul_(b, coef, value=-1)            # no host sync, no temporary
         elif self.project is not None:
             self.s_before = dot([p.detach() for p in self.params], self.b)
 
@@ -163,7 +163,7 @@ class Tracker:
         coef = coefficient(c, self.project).float()
         with torch.no_grad():
             for p, b in zip(self.params, self.b, strict=True):
-                p.add_(b * coef)                          # −Δθ' = −Δθ − coef·b̂
+                p.addcmul_(b, coef)                       # −Δθ' = −Δθ − coef·b̂
 
     def finish(self) -> dict:
         """Per generation: columns starting with c_t (metrics.csv, W&B) and the per-step values (train.json)."""
