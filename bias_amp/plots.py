@@ -314,6 +314,22 @@ def fig_confusion(matrices: dict, classes) -> Figure:
     return fig
 
 
+def fig_outlet_swap(deltas: dict) -> Figure:
+    """Change in p(right) when held-out articles' own outlet names are swapped for an outlet of the other
+    side ({true leaning: deltas}); a classifier without outlet shortcuts stays near 0."""
+    with style():
+        fig, axes = new_figure(5.5, 3.4)
+        ax = axes[0, 0]
+        for label, d in deltas.items():
+            if len(d):
+                ax.hist(d, bins=np.linspace(-1, 1, 41), alpha=0.6, color=LEANING_COLORS[label],
+                        label=f"{label} articles (n={len(d)}, mean |Δ|={np.mean(np.abs(d)):.3f})")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set(xlabel="Δ p(right) after the outlet swap", ylabel="articles", title="outlet-name swap")
+        ax.legend(fontsize=8)
+    return fig
+
+
 def has_c_t(summary) -> bool:
     return "c_t_mean" in summary and summary["c_t_mean"].notna().any()
 

@@ -90,8 +90,9 @@ def test_smoke_leaning_model_dir(smoke_leaning, cfg):
     import pandas as pd
 
     table = pd.read_csv(root / "results.csv")
-    assert table.columns.tolist()[:5] == ["backbone", "valid_macro_f1", "best_epoch", "test_macro_f1",
-                                          "test_accuracy"]
+    assert table.columns.tolist()[:7] == ["backbone", "head", "valid_macro_f1", "best_epoch", "test_macro_f1",
+                                          "test_accuracy", "test_balanced_accuracy"]
+    assert table["head"].tolist() == ["finetune"] and (root / "instrument_card.md").is_file()
     assert table.backbone.tolist() == ["tiny"] and table.test_macro_f1[0] >= 0.6  # framings are learnable
     assert "| tiny |" in (root / "results.md").read_text()
     from transformers import AutoConfig

@@ -115,3 +115,18 @@ def test_saved_classifier_dir_scores_and_map_permutes(saved_classifier):
     assert len(set(a)) >= 2  # the scaled head separates inputs: the permutation is not vacuous
     with pytest.raises(ConfigError, match=r"^leaning.labels: expected keys matching the model's labels"):
         LeaningClassifier(_cfg(model=saved_classifier, max_length=64)).load()
+
+
+def test_whole_article_windows_reduce_to_truncation_and_see_the_tail(saved_classifier):
+    """One window of max_length tokens is the paper's truncation; more windows also read what comes after."""
+    from tests.conftest import SENTENCES
+
+    base = _cfg(model=saved_classifier, labels="auto", max_length=16)
+    one = _cfg(model=saved_classifier, labels="auto", max_length=16,
+               window={"size": 16, "stride": 16, "max_windows": 1, "pool": "logits"})
+    texts = [" ".join(SENTENCES[i:i + 4]) for i in range(4)]
+    trunc = LeaningClassifier(base).load().predict(texts)
+    assert np.allclose(LeaningClassifier(one).load().predict(texts), trunc, atol=1e-6)
+    whole = LeaningClassifier(_cfg(model=saved_classifier, labels="auto", max_length=16,
+                                   window={"size": 16, "stride": 8, "max_windows": None, "pool": "probs"}))
+    assert not np.allclose(whole.load().predict(texts), trunc, atol=1e-3)

@@ -49,13 +49,23 @@ def short_name(name: str) -> str:
     return name[6:].split("/")[0] if name.startswith("pkg://") else Path(name).name
 
 
-def evaluate(model, tok, data, classes, cfg) -> dict:
-    probs = predict_proba(model, tok, [t for t, _ in data], max_length=cfg.train.max_length,
-                          batch_size=cfg.train.eval_batch_size)
+def scores(data, probs: np.ndarray, classes) -> dict:
+    """Macro-F1, accuracy, balanced accuracy (mean per-class recall), per-class recall and the confusion
+    matrix [true, predicted] of `probs` against the classes of `data` ([(text, class)])."""
     y = np.array([classes.index(c) for _, c in data])
     pred = probs.argmax(1)
+    cm = confusion(y, pred, len(classes))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        recall = np.diag(cm) / cm.sum(1)
     return {"macro_f1": macro_f1(y, pred, len(classes)), "accuracy": float((pred == y).mean()),
-            "confusion": confusion(y, pred, len(classes))}
+            "balanced_accuracy": float(np.nanmean(recall)), "recall": dict(zip(classes, map(float, recall), strict=True)),
+            "confusion": cm}
+
+
+def evaluate(model, tok, data, classes, cfg, window=None) -> dict:
+    probs = predict_proba(model, tok, [t for t, _ in data], max_length=cfg.train.max_length,
+                          batch_size=cfg.train.eval_batch_size, window=window)
+    return scores(data, probs, classes)
 
 
 def fit(model, tok, data: dict, classes, cfg: DictConfig, seed: int, desc: str = "train") -> dict:

@@ -72,9 +72,9 @@ def balance_center(train: list[dict], seed: int) -> list[dict]:
     return [a for a in train if a["label"] != "center"] + pick
 
 
-def make_examples(cfg: DictConfig, seed: int) -> dict[str, list[tuple[str, str]]]:
-    """{'train'|'valid'|'test': [(text, class)]} for the task; articles are split before sentences are
-    drawn, so the quality task's held-out sentences come from unseen articles."""
+def make_parts(cfg: DictConfig, seed: int) -> dict[str, list[dict]]:
+    """{'train'|'valid'|'test'[|'random_test']: article records}. `split.random_test` (a fraction): a random
+    part of the training articles held out as a same-outlets test beside an outlet-disjoint one."""
     arts = load_articles(cfg, seed)
     fr = list(cfg.split.fractions)
     given = {p: _read_split_file(cfg, cfg.split[p]) for p in ("valid", "test") if cfg.split.get(p)}
@@ -84,22 +84,47 @@ def make_examples(cfg: DictConfig, seed: int) -> dict[str, list[tuple[str, str]]
     parts = {"train": tr, "valid": given.get("valid", va), "test": given.get("test", te)}
     if "valid" in given and "test" not in given:
         parts["train"], parts["test"] = tr + va, te
+    if cfg.split.get("random_test"):
+        f = cfg.split.random_test
+        parts["train"], _, parts["random_test"] = split_articles(parts["train"], "random", [1 - f, 0.0, f], seed)
+    if cfg.task == "leaning" and cfg.balance_center:
+        parts["train"] = balance_center(parts["train"], seed)
+    return parts
+
+
+def outlet_names(cfg: DictConfig, parts: dict[str, list[dict]]) -> list[str]:
+    """The names masked when `mask_outlets`: every variant of the training pool's outlets (train + valid)."""
+    from bias_amp.metrics.outlets import all_names
+
+    return all_names(a["source"] for k in ("train", "valid") for a in parts[k]) if cfg.get("mask_outlets") else []
+
+
+def leaning_texts(cfg: DictConfig, records: list[dict], masked: list[str]) -> list[str]:
+    from bias_amp.metrics.outlets import mask
+
+    return mask([_record_text(a, cfg.text_template) for a in records], masked)
+
+
+def make_examples(cfg: DictConfig, seed: int, parts: dict | None = None) -> dict[str, list[tuple[str, str]]]:
+    """{part: [(text, class)]} for the task (parts: make_parts); articles are split before sentences are
+    drawn, so the quality task's held-out sentences come from unseen articles."""
+    parts = make_parts(cfg, seed) if parts is None else parts
+    caps = {"train": cfg.train.get("max_examples"), "valid": cfg.train.get("max_eval_examples")}
     if cfg.task == "leaning":
-        if cfg.balance_center:
-            parts["train"] = balance_center(parts["train"], seed)
-        out = {k: [(_record_text(a, cfg.text_template), a["label"]) for a in v] for k, v in parts.items()}
+        masked = outlet_names(cfg, parts)
+        out = {k: list(zip(leaning_texts(cfg, v, masked), [a["label"] for a in v], strict=True))
+               for k, v in parts.items()}
     else:
-        caps = {"train": cfg.train.get("max_examples"), "valid": cfg.train.get("max_eval_examples"),
-                "test": cfg.train.get("max_eval_examples")}
         per = 4 if cfg.quality.all_classes else 1  # examples per sentence; cap sentences before corrupting
         out = {k: quality_examples([_record_text(a, cfg.text_template) for a in v], seed=seed + i,
                                    min_words=cfg.quality.min_words, all_classes=cfg.quality.all_classes,
                                    degenerate=cfg.quality.get("degenerate", False),
-                                   max_sentences=-(-caps[k] // per) if caps[k] else None)
+                                   max_sentences=-(-caps.get(k, caps["valid"]) // per)
+                                   if caps.get(k, caps["valid"]) else None)
                for i, (k, v) in enumerate(parts.items())}
     rng = random.Random(seed)  # optional fixed random subsets (long benchmarks on few cores)
-    for k, cap in (("train", cfg.train.get("max_examples")), ("valid", cfg.train.get("max_eval_examples")),
-                   ("test", cfg.train.get("max_eval_examples"))):
+    for k in out:
+        cap = caps.get(k, caps["valid"])
         if cap and len(out[k]) > cap:
             out[k] = rng.sample(out[k], cap)
     for k, v in out.items():

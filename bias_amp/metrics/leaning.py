@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from bias_amp.errors import ConfigError, check, check_range
 from bias_amp.layout import LEANINGS
+from bias_amp.metrics import outlets, windows
 from bias_amp.metrics.seqcls import ClassifierMetric, check_source
 from bias_amp.models import resolve_path
 
@@ -27,7 +28,7 @@ def validate(cfg: DictConfig) -> None:
     if not cfg.get("enabled", True):
         return
     if cfg.get("train") is None:
-        check_source(cfg.get("model"), "leaning.model")
+        check_source(cfg.get("model"), "leaning.model", cfg.get("train_command"))
     labels = cfg.get("labels")
     check(labels in (None, "auto") or isinstance(labels, (dict, DictConfig)), "leaning.labels",
           "'auto' or a map {model label: left|center|right}", labels)
@@ -37,6 +38,7 @@ def validate(cfg: DictConfig) -> None:
               "values covering exactly left, center and right once each", m)
     check_range(cfg.max_length, "leaning.max_length", 8, integer=True)
     check_range(cfg.batch_size, "leaning.batch_size", 1, integer=True)
+    windows.validate(cfg.get("window"), "leaning.window")
     local = Path(resolve_path(cfg.model)) / "config.json" if cfg.get("train") is None else None
     if local is not None and local.is_file():     # a local model: its label names are known without loading it
         id2 = json.loads(local.read_text()).get("id2label") or {}
@@ -64,6 +66,12 @@ class LeaningClassifier(ClassifierMetric):
     def from_labels(self, names: list[str]) -> list[int]:
         return leaning_columns(names, self.cfg.labels)
 
+    def load(self, model_path: str | None = None):
+        super().load(model_path)
+        names = Path(resolve_path(model_path or self.cfg.model)) / outlets.MASK_FILE
+        self.masked = json.loads(names.read_text()) if names.is_file() else []   # an outlet-masked model
+        return self
+
     def predict(self, texts: list[str]) -> np.ndarray:
         """[n, 3] probabilities in (left, center, right) order."""
-        return self.probabilities(texts, "leaning")[:, self.mapping]
+        return self.probabilities(outlets.mask(texts, self.masked), "leaning")[:, self.mapping]

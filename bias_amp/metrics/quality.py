@@ -21,7 +21,7 @@ def validate(cfg: DictConfig) -> None:
     if not cfg.get("enabled", True):
         return
     if cfg.get("train") is None:
-        check_source(cfg.get("model"), "quality.model")
+        check_source(cfg.get("model"), "quality.model", cfg.get("train_command"))
     labels = cfg.get("labels")
     ok = isinstance(labels, (dict, DictConfig)) and len(labels) > 1 and all(
         isinstance(v, (int, float)) and not isinstance(v, bool) for v in labels.values())

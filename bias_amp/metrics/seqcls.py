@@ -13,23 +13,28 @@ from bias_amp.errors import ConfigError, check
 from bias_amp.models import _looks_local, resolve_path
 
 
-def check_source(path: str | None, key: str) -> None:
-    """A hub name or an existing local dir (checked without loading)."""
+def check_source(path: str | None, key: str, hint: str | None = None) -> None:
+    """A hub name or an existing local dir (checked without loading); `hint` says how to make a missing one."""
     check(isinstance(path, str) and bool(path), key, "a hub name or a local model directory", path)
     try:
         local = resolve_path(path)
     except ConfigError as e:
         raise ConfigError(key, e.expected, path) from None
     if _looks_local(local):
-        check(Path(local).expanduser().is_dir(), key, "an existing model directory", path)
+        check(Path(local).expanduser().is_dir(), key,
+              "an existing model directory" + (f" (train it with `{hint}`)" if hint else ""), path)
 
 
 def load_classifier(path: str, *, trust_remote_code: bool = False, device="cpu"):
-    """(model, tokenizer) of a sequence classifier: hub name, local dir or pkg://."""
+    """(model, tokenizer) of a sequence classifier: hub name, local dir (also a `head: linear` dir) or pkg://."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from bias_amp.metrics.windows import HEAD_FILE, MeanPoolLinear
 
     path = resolve_path(path)
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    if (Path(path) / HEAD_FILE).is_file():
+        return MeanPoolLinear.from_pretrained(path).to(device).eval(), tok
     model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
                                                                trust_remote_code=trust_remote_code)
     return model.to(device).eval(), tok
@@ -42,9 +47,14 @@ def id2label(model) -> list[str]:
 
 @torch.no_grad()
 def predict_proba(model, tok, texts: list[str], *, max_length: int, batch_size: int = 32,
-                  desc: str | None = None) -> np.ndarray:
-    """Softmax probabilities [len(texts), num_labels], texts truncated to `max_length` tokens.
-    Batches are built from length-sorted texts (less padding); rows come back in input order."""
+                  desc: str | None = None, window=None) -> np.ndarray:
+    """Softmax probabilities [len(texts), num_labels], texts truncated to `max_length` tokens, or with a
+    `window` config the whole text (metrics.windows). Batches are built from length-sorted texts (less
+    padding); rows come back in input order."""
+    if window is not None:
+        from bias_amp.metrics.windows import window_proba
+
+        return window_proba(model, tok, texts, window, batch_size, desc)
     model.eval()
     device = next(model.parameters()).device
     limit = tok.model_max_length if tok.model_max_length and tok.model_max_length < 1e6 else max_length
@@ -85,7 +95,7 @@ class ClassifierMetric:
 
     def probabilities(self, texts: list[str], desc: str) -> np.ndarray:
         return predict_proba(self.model, self.tok, texts, max_length=self.cfg.max_length,
-                             batch_size=self.cfg.batch_size, desc=desc)
+                             batch_size=self.cfg.batch_size, desc=desc, window=self.cfg.get("window"))
 
     def close(self):
         self.model = self.tok = None
