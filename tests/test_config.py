@@ -9,6 +9,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
 from bias_amp.data import validate as validate_data
+from bias_amp.errors import ConfigError
 from bias_amp.models import resolve_path
 from bias_amp.validate import validate_config
 
@@ -65,6 +66,11 @@ def test_group_option_composes_and_validates(root, group, option, tmp_path):
     if root == "config":
         if not cfg.data.hub and not Path(resolve_path(cfg.data.path)).exists():   # user-supplied corpus
             cfg = compose_cfg(root, [f"{group}={option}", f"data.path={stand_in_corpus(cfg, tmp_path)}"])
+        hint = cfg[group].get("train_command") if group in ("leaning", "quality") else None
+        if hint and not Path(resolve_path(cfg[group].model)).is_dir():   # an offline instrument not trained yet
+            with pytest.raises(ConfigError, match=rf"^{group}.model: .*\(train it with `{hint}`\)"):
+                validate_config(cfg)
+            return
         validate_config(cfg)
         validate_data(cfg.data)          # the run checks the corpus as it reads it (validate_run)
 
