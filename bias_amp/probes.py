@@ -131,6 +131,7 @@ def mean_activations(model: nn.Module, tokenizer, prompts, *, batch_size=32, max
     order = sorted(range(len(ids)), key=lambda k: len(ids[k]))   # similar lengths together: less padding
     batches = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
     training = {m: m.training for m in model.modules()}
+    body = getattr(model, "base_model", model)   # the blocks without the LM head: no [batch, length, vocab] logits
     handles = [b.register_forward_hook(hook(i)) for i, b in enumerate(layers)]
     devices = [device] if device.type == "cuda" else []
     try:
@@ -145,7 +146,7 @@ def mean_activations(model: nn.Module, tokenizer, prompts, *, batch_size=32, max
                     x[row, :len(ids[k])] = torch.tensor(ids[k])
                     mask[row, :len(ids[k])] = 1
                 mask_box[:] = [mask.to(device=device, dtype=torch.float32)]
-                model(input_ids=x.to(device), attention_mask=mask.to(device), use_cache=False)
+                body(input_ids=x.to(device), attention_mask=mask.to(device), use_cache=False)
                 n_tokens += int(mask.sum())
     finally:
         for h in handles:

@@ -67,3 +67,21 @@ def test_step_in_backward_holds_one_gradient_at_a_time(tiny_tokenizer):
 def test_bad_memory_settings_name_the_key(overrides, key):
     with pytest.raises(ConfigError, match=rf"^{key}: expected"):
         validate_train(OmegaConf.create(CFG | {"scheduler": "linear"} | overrides))
+
+
+def test_probe_runs_the_blocks_without_the_lm_head(tiny_model, tiny_tokenizer):
+    """The activations come from the blocks alone: no [batch, length, vocab] logits are made (for SmolLM2's
+    probe batch, 32 x 128 x 49,152 floats = 0.8 GB), and they equal the full model's block outputs."""
+    from bias_amp.probes import mean_activations
+
+    calls = []
+    handle = tiny_model.lm_head.register_forward_hook(lambda *_: calls.append(1))
+    prompts = [tiny_tokenizer(s).input_ids for s in SENTENCES[:6]]
+    got = mean_activations(tiny_model, tiny_tokenizer, prompts, batch_size=2, max_length=32)
+    handle.remove()
+    assert calls == []
+    with torch.no_grad():
+        outs = [tiny_model(input_ids=torch.tensor([p]), output_hidden_states=True).hidden_states for p in prompts]
+    n_layer = tiny_model.config.n_layer
+    ref = torch.stack([torch.cat([h[i + 1][0] for h in outs]).mean(0) for i in range(n_layer - 1)])
+    assert torch.allclose(torch.from_numpy(got[:-1]), ref, atol=1e-5)   # the last block's output is before ln_f
