@@ -37,7 +37,7 @@ def test_cache_helpers_rewind_and_compact(tiny_model):
     cache = compat.static_cache(tiny_model.config, 8)
     assert compat.cache_batch_size(cache) is None
     with torch.inference_mode():
-        tiny_model(input_ids=torch.tensor([[1, 2], [3, 4], [5, 6]]), past_key_values=cache, use_cache=True)
+        tiny_model(input_ids=torch.tensor([[1, 2], [3, 4], [5, 6]]), cache=cache, use_cache=True)
     assert compat.cache_batch_size(cache) == 3
     compat.compact_cache(cache, torch.tensor([0, 2]))
     assert compat.cache_batch_size(cache) == 2 and cache.layers[0].keys.shape[0] == 2

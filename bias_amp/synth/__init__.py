@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 import torch
 from tqdm.auto import tqdm
 
-from bias_amp import compat, precision
+from bias_amp import compat
+from bias_amp import precision as numeric
 from bias_amp.errors import check, check_range
 from bias_amp.synth.decode import continue_blocks, hf_generate
 from bias_amp.synth.kernels import exact_fast_ops, packed_weights
@@ -43,14 +44,14 @@ def _field(article, key: str):
     return "" if value is None and key in ("title", "body") else value
 
 
-def _check_args(decoding, new_tokens: int, batch_size: int, threads: int | None, precision_: str | None) -> Decoding:
+def _check_args(decoding, new_tokens: int, batch_size: int, threads: int | None, precision: str | None) -> Decoding:
     """The one check of a synthesis call's settings (the run checks the same keys in validate.py first)."""
     check_range(new_tokens, "synthesis.new_tokens", lo=1, integer=True)
     check_range(batch_size, "synthesis.batch_size", lo=1, integer=True)
     if threads is not None:
         check_range(threads, "synthesis.threads", lo=1, integer=True)
-    if precision_ is not None:
-        precision.validate(precision_)
+    if precision is not None:
+        numeric.validate(precision)
     return checked(decoding)
 
 
@@ -69,7 +70,7 @@ def generate_blocks(model, prompts: list[list[int]], decoding: dict, *, new_toke
 
 
 def _generate(model, prompts, decoding: Decoding, new_tokens, batch_size, seed, pad_id, progress, on_batch, threads,
-              packed, precision_) -> list[list[int]]:
+              packed, precision) -> list[list[int]]:
     compat.require()
     how = plan(model, decoding, pad_id)
     order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), i))
@@ -82,7 +83,7 @@ def _generate(model, prompts, decoding: Decoding, new_tokens, batch_size, seed, 
     done = produced = 0
     start = time.perf_counter()
     bar = tqdm(total=len(prompts), desc="synthesis blocks", unit="block", disable=not progress)
-    cast = (precision.inference_weights(model, precision.resolve(precision_, model.device)) if precision_
+    cast = (numeric.inference_weights(model, numeric.resolve(precision, model.device)) if precision
             else contextlib.nullcontext())
     try:
         rows = max(1, min(batch_size, len(prompts))) * int(decoding.get("num_beams") or 1)  # packing hint: rows per step
