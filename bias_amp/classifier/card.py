@@ -79,7 +79,8 @@ def card_markdown(card: dict, out_dir: Path) -> str:
              f"- backbone: `{card['backbone']}`, head: **{card['head']}**",
              f"- data: train {card['data']['train_file']}; test {card['data']['test_file'] or 'carved from train'}",
              f"- split: by {card['splits']['by']}; articles per part {card['splits']['articles']}; "
-             f"outlets per part {card['splits']['outlets']}",
+             f"outlets per part {card['splits']['outlets']}; examples scored per part (after caps) "
+             f"{card['splits']['examples']}",
              f"- recipe: window {card['recipe']['window']}, train {card['recipe']['train']}, "
              f"linear {card['recipe']['linear']}, mask_outlets {card['recipe']['mask_outlets']}", "",
              "| split | macro-F1 | balanced accuracy | accuracy | " + " | ".join(

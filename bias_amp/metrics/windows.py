@@ -45,6 +45,7 @@ def cut(tok, texts: list[str], size: int, stride: int, max_windows: int | None =
     return wins, np.array(owner, dtype=int)
 
 
+@torch.no_grad()
 def run_windows(fn, tok, wins: list[list[int]], batch_size: int, device, desc: str | None = None) -> np.ndarray:
     """`fn(batch) -> [b, k]` over all windows (length-sorted batches, rows back in window order)."""
     order = sorted(range(len(wins)), key=lambda i: len(wins[i]))
