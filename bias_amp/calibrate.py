@@ -53,18 +53,25 @@ def lag1(values: np.ndarray, unit: np.ndarray) -> np.ndarray:
         return num / den
 
 
-def calibrate(n_runs: int, n_gen: int, tests: int, phis, *, alpha: float = 0.05, maxlags: int = 1,
+def calibrate(n_runs: int, n_gen, tests: int, phis, *, alpha: float = 0.05, maxlags: int = 1,
               hac: str = "stacked", chunk: int = 128, seed: int = 0) -> pd.DataFrame:
-    """One row per (phi, mode, inference) over `tests` null neurons; `chunk` neurons share one target draw."""
+    """One row per (phi, mode, inference) over `tests` null neurons; `chunk` neurons share one target draw.
+    `n_gen`: versions per run, one number or one per run (a study still running has unequal runs)."""
     from bias_amp.analyze import fit
 
     check_range(n_runs, "calibrate.runs", 1, integer=True)
-    check_range(n_gen, "calibrate.generations", 3, integer=True)
+    lengths = [n_gen] * n_runs if isinstance(n_gen, (int, np.integer)) else [int(g) for g in n_gen]
+    check(len(lengths) == n_runs, "calibrate.generations", f"one number or {n_runs} numbers", n_gen)
+    for g in lengths:
+        check_range(g, "calibrate.generations", 3, integer=True)
     check_range(tests, "calibrate.tests", 1, integer=True)
     check(bool(phis) and all(isinstance(p, (int, float)) and 0 <= p <= 1 for p in phis), "calibrate.phis",
           "AR(1) coefficients in [0, 1]", list(phis))
-    unit = np.repeat(np.arange(n_runs), n_gen)
-    gen = np.tile(np.arange(n_gen), n_runs)
+    n_max = max(lengths)
+    rows_kept = (np.arange(n_max)[None, :] < np.array(lengths)[:, None]).reshape(-1)    # run-major, by generation
+    unit = np.repeat(np.arange(n_runs), n_max)[rows_kept]
+    gen = np.tile(np.arange(n_max), n_runs)[rows_kept]
+    shown = lengths[0] if len(set(lengths)) == 1 else f"{min(lengths)}-{n_max}"
     threshold = alpha / tests
     rows = []
     for phi in phis:
@@ -72,14 +79,14 @@ def calibrate(n_runs: int, n_gen: int, tests: int, phis, *, alpha: float = 0.05,
         p = {(m, i): [] for m in MODES for i in INFERENCE}
         for start in range(0, tests, chunk):
             k = min(chunk, tests - start)
-            y = ar1(rng, n_runs, n_gen, 1, phi).reshape(-1)
-            X = ar1(rng, n_runs, n_gen, k, phi).reshape(-1, k)
+            y = ar1(rng, n_runs, n_max, 1, phi).reshape(-1)[rows_kept]
+            X = ar1(rng, n_runs, n_max, k, phi).reshape(-1, k)[rows_kept]
             for mode in MODES:
                 for name, (use_correction, use_t) in INFERENCE.items():
                     p[mode, name].append(fit(y, X, unit, gen, mode, maxlags, hac, use_correction, use_t).p)
         for (mode, name), ps in p.items():
             ps = np.concatenate(ps)
-            rows.append({"phi": float(phi), "mode": mode, "inference": name, "runs": n_runs, "generations": n_gen,
+            rows.append({"phi": float(phi), "mode": mode, "inference": name, "runs": n_runs, "generations": shown,
                          "maxlags": maxlags, "hac": hac, "tests": tests, "fpr": float(np.mean(ps < alpha)),
                          "bonferroni_hits": int(np.sum(ps < threshold)), "nominal_hits": alpha})
     return pd.DataFrame(rows)
@@ -88,7 +95,7 @@ def calibrate(n_runs: int, n_gen: int, tests: int, phis, *, alpha: float = 0.05,
 def markdown(table: pd.DataFrame, alpha: float, note: str = "") -> str:
     """calibration.md: the table, then the authors' setting beside ours at each phi."""
     t = table.iloc[0]
-    head = (f"# Neuron-test calibration on null panels\n\n{int(t.runs)} runs x {int(t.generations)} generations, "
+    head = (f"# Neuron-test calibration on null panels\n\n{int(t.runs)} runs x {t.generations} generations, "
             f"{int(t.tests)} null tests per row (independent AR(1) target and neurons), Newey-West maxlags="
             f"{int(t.maxlags)}, HAC {t.hac}. fpr: share of p < {alpha}; bonferroni_hits: p < {alpha} / tests "
             f"(a calibrated test: about {alpha} hits in total).{note}\n\n")

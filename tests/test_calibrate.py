@@ -58,3 +58,12 @@ def test_cli_writes_the_tables_and_refuses_bad_phis(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="calibrate.phis"):
         cal.calibrate(3, 5, 10, [1.5])
+
+
+def test_a_study_still_running_calibrates_on_its_unequal_runs(tmp_path):
+    sweep = make_sweep(tmp_path / "sweep", n_setups=2, n_gen=6)
+    (sweep / "setup1" / "seed_0" / "gen_05" / "probe.npz").unlink()          # setup1 has finished gen_04 only
+    paths = analyze(sweep, load_config(["calibrate=true", "plots=false", "calibrate_phis=[0.0]"]))
+    t = pd.read_csv(paths["calibration"])
+    assert set(t.runs) == {2} and set(t.generations) == {"5-6"}
+    assert "2 runs x 5-6 generations" in paths["calibration_md"].read_text()
