@@ -54,9 +54,14 @@ def planted(tok, texts, project=None):
     return tracker.finish(), result
 
 
-def test_right_only_text_gives_negative_c_t_and_left_only_positive(tok):
-    right, _ = planted(tok, RIGHT)
-    left, _ = planted(tok, LEFT)
+@pytest.fixture(scope="module")
+def plain(tok):
+    """Unprojected fine-tuning on right-only and on left-only text: (c_t summary, TrainResult) each."""
+    return {"right": planted(tok, RIGHT), "left": planted(tok, LEFT)}
+
+
+def test_right_only_text_gives_negative_c_t_and_left_only_positive(plain):
+    (right, _), (left, _) = plain["right"], plain["left"]
     assert right["c_t_mean"] < 0 < left["c_t_mean"]
     assert right["c_t_negative_share"] > 0.8 and left["c_t_negative_share"] < 0.2
     # the sign convention: a negative c_t moves the weights along b̂ (towards right-leaning text)
@@ -67,13 +72,13 @@ def test_right_only_text_gives_negative_c_t_and_left_only_positive(tok):
 
 
 @pytest.mark.parametrize("form", ["hard", "soft"])
-def test_project_keeps_the_biased_component_near_zero_while_the_loss_falls(tok, form):
-    plain, plain_result = planted(tok, RIGHT)
+def test_project_keeps_the_biased_component_near_zero_while_the_loss_falls(tok, plain, form):
+    unprojected, plain_result = plain["right"]
     project = {"form": form, "lam": 0.0, "gamma": 50.0, "at": "update", "refresh_every": None}
     kept, result = planted(tok, RIGHT, project)
     assert kept["c_t_mean"] < 0                            # the gradient still pushes right ...
-    bound = 0.02 * plain["c_t_bias_component"]             # ... but the weights barely move along b̂
-    assert abs(kept["c_t_bias_component"]) <= bound, (kept["c_t_bias_component"], plain["c_t_bias_component"])
+    bound = 0.02 * unprojected["c_t_bias_component"]       # ... but the weights barely move along b̂
+    assert abs(kept["c_t_bias_component"]) <= bound, (kept["c_t_bias_component"], unprojected["c_t_bias_component"])
     assert result.loss < 0.9 * first_epoch_loss(tok)       # and the model still learns the text
     assert result.loss == pytest.approx(plain_result.loss, rel=0.5)
 
