@@ -253,13 +253,12 @@ def score_models(tmp: Path, tok) -> dict:
 
     torch.manual_seed(0)
     specs = {"leaning": RobertaForSequenceClassification(RobertaConfig(
-                 vocab_size=len(tok), max_position_embeddings=514, num_labels=3, pad_token_id=tok.pad_token_id)),
+                 vocab_size=len(tok), max_position_embeddings=514, num_labels=3, pad_token_id=1)),   # RoBERTa's pad
              "quality": DistilBertForSequenceClassification(DistilBertConfig(
                  vocab_size=len(tok), id2label=dict(enumerate(["clean", "mild gibberish", "word salad", "noise"])),
                  label2id={"clean": 0, "mild gibberish": 1, "word salad": 2, "noise": 3}, pad_token_id=tok.pad_token_id)),
              "perplexity": gpt2_small(tok)}
     for name, m in specs.items():
-        m.config.pad_token_id = tok.pad_token_id
         save_checkpoint(m, tok, tmp / name)
     return {k: str(tmp / k) for k in specs}
 
