@@ -389,7 +389,8 @@ def section_profile(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("section", choices=["synth", "train", "score", "agree", "profile"])
+    ap.add_argument("section", nargs="?", default="synth", choices=["synth", "train", "score", "agree", "profile"],
+                    help="default synth (what `make bench` / run_all.py runs)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--blocks", type=int, default=64, help="synth: blocks continued (greedy, nucleus); agree: blocks")
     ap.add_argument("--naive-blocks", type=int, default=8)

@@ -2,7 +2,8 @@
 
     nice .venv/bin/python benchmarks/run_all.py [--only bench_train bench_sweep]      # `make bench`
 
-Order: bench_synth, bench_hac, bench_train, bench_sweep, then any other bench_*.py found. A script that fails is
+Order: bench_synth, bench_precision (its synthesis section: bf16 vs fp32), bench_hac, bench_train, bench_sweep, then
+any other bench_*.py found. A script that fails is
 reported and the others still run; the exit status is non-zero if any failed.
 """
 
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ORDER = ["bench_synth", "bench_hac", "bench_train", "bench_sweep"]
+ORDER = ["bench_synth", "bench_precision", "bench_hac", "bench_train", "bench_sweep"]
 
 
 def scripts() -> list[Path]:
