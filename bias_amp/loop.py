@@ -38,7 +38,7 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
         probe = probe_set(cfg)       # held-out right/left articles defining b̂ (None: c_t not measured)
         real_texts = [a.text(cfg.data.template) for a in real]
         base = lambda: models.load_lm(cfg.model, corpus=real_texts, seed=cfg.seed)  # noqa: E731
-        reference = models.Reloadable(base)     # the Scorer's perplexity model, read from disk when scoring
+        reference = models.Reloadable(base, out / ".reference")   # the Scorer's perplexity model, read when scoring
         scorer = Scorer(cfg, device=acc.device, base_model_loader=reference.load, trained=trained_instruments(cfg))
         if acc.is_main_process:
             io.write_jsonl(out / "real.jsonl", [vars(a) for a in real])

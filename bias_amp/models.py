@@ -146,19 +146,22 @@ def save_checkpoint(model, tokenizer, path: str | Path) -> None:
 
 class Reloadable:
     """A model that only occupies memory while used: the first `load()` calls `loader` (or `keep()` is given a
-    loaded copy) and keeps a safetensors copy in a temporary directory; later loads read that copy (a second or
-    two; no GGUF de-quantisation, no tokenizer training) in the first copy's dtype. The Scorer's base model for perplexity is one: it is held
-    while scoring, not while the next generation trains. `close()` deletes the copy."""
+    loaded copy) and keeps a safetensors copy on disk; later loads read that copy (a second or
+    two; no GGUF de-quantisation, no tokenizer training) in the first copy's dtype. The copy lives in `where` (the
+    loop: the run dir's `.reference/`, so a killed run leaves nothing elsewhere), else in a temporary directory.
+    The Scorer's base model for perplexity is one: it is held while scoring, not while the next generation
+    trains. `close()` deletes the copy."""
 
-    def __init__(self, loader):
-        self.loader, self.dir, self.dtype = loader, None, None
+    def __init__(self, loader, where: str | Path | None = None):
+        self.loader, self.where, self.dir, self.dtype = loader, where, None, None
 
     def keep(self, model, tok) -> None:
         """Take an already loaded copy (the loop's base model, before training) as the first load's."""
         import tempfile
 
         if self.dir is None:
-            self.dir, self.dtype = Path(tempfile.mkdtemp(prefix="bias_amp_reference_")), model.dtype
+            self.dir = Path(self.where) if self.where else Path(tempfile.mkdtemp(prefix="bias_amp_reference_"))
+            self.dtype = model.dtype
             save_checkpoint(model, tok, self.dir / "model")
 
     def load(self):

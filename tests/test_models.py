@@ -80,7 +80,7 @@ def test_no_shipped_config_trusts_remote_code():
         assert "trust_remote_code: true" not in path.read_text().lower(), path
 
 
-def test_reloadable_reference_reads_the_kept_copy_from_disk(tiny_model, tiny_tokenizer):
+def test_reloadable_reference_reads_the_kept_copy_from_disk(tmp_path, tiny_model, tiny_tokenizer):
     """The loop's base model is kept once; the Scorer's perplexity model then comes from disk, equal to it,
     without calling the loader (no second GGUF de-quantisation) and without being held between loads."""
     import torch
@@ -88,8 +88,9 @@ def test_reloadable_reference_reads_the_kept_copy_from_disk(tiny_model, tiny_tok
     from bias_amp.models import Reloadable
 
     calls = []
-    ref = Reloadable(lambda: calls.append(1))
+    ref = Reloadable(lambda: calls.append(1), tmp_path / ".reference")
     ref.keep(tiny_model, tiny_tokenizer)
+    assert (tmp_path / ".reference" / "model" / "model.safetensors").is_file()
     first, tok = ref.load()
     second, _ = ref.load()
     assert calls == [] and first is not tiny_model and first is not second
