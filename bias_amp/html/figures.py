@@ -32,15 +32,9 @@ def _rgba(hex_color: str, alpha: float) -> str:
 
 
 def summarize(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per series x generation: `report.aggregate`'s means, bands and n_seeds, plus the mean of every
-    c_t column (the column `setup` of the result holds the series)."""
-    summary = report.aggregate(metrics.assign(setup=metrics["series"]))
-    ct = [c for c in metrics.columns if c.startswith("c_t")]
-    if ct:
-        values = metrics[ct].apply(pd.to_numeric, errors="coerce").assign(series=metrics["series"],
-                                                                          generation=metrics["generation"])
-        summary = summary.join(values.groupby(["series", "generation"])[ct].mean(), on=["setup", "generation"])
-    return summary
+    """Per series x generation: `report.aggregate`'s means (c_t columns included), bands and n_seeds
+    (the column `setup` of the result holds the series)."""
+    return report.aggregate(metrics.assign(setup=metrics["series"]))
 
 
 def _curve(fig, rows, column, series, color, scale=1.0, band=True, legend=True, **pos) -> bool:
