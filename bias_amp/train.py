@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from bias_amp import precision as numeric
 from bias_amp import memory
+from bias_amp import precision as numeric
 from bias_amp.errors import check, check_range
 
 UNITS = ("truncate", "chunk")
