@@ -47,7 +47,6 @@ def validate(cfg: DictConfig) -> None:
 class Scorer:
     def __init__(self, cfg: DictConfig, *, device="cpu", base_model_loader=None,
                  trained: dict[str, Callable[[], str]] | None = None):
-        validate(cfg)
         self.cfg, self.device, self.loader, self.trained = cfg, device, base_model_loader, dict(trained or {})
         self.leaning = leaning_m.LeaningClassifier(cfg.leaning, device=device) if _enabled(cfg.leaning) else None
         self.quality = quality_m.QualityDetector(cfg.quality, device=device) if _enabled(cfg.quality) else None
@@ -56,7 +55,8 @@ class Scorer:
                 check(key in self.trained, f"{key}.train", "a trained model (Scorer(trained=...), see "
                       "bias_amp.classifier.cache.trained_instruments)", "none given")
         self.ppl_cfg = cfg.perplexity if _enabled(cfg.perplexity) else None
-        if self.ppl_cfg is not None:
+        if self.ppl_cfg is not None:                 # the classifiers check their own configs
+            perplexity_m.validate(self.ppl_cfg)
             check(self.ppl_cfg.get("model") is not None or base_model_loader is not None, "perplexity.model",
                   "a model name or directory (no base model loader was given)", None)
         self.ppl_model = self.ppl_tok = None
