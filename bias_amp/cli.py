@@ -27,11 +27,14 @@ def one_line_errors():
 
 
 def sweep_argument(argv: list[str] | None = None) -> None:
-    """`python -m bias_amp.report SWEEP ...`: a first bare argument (no `=`, no leading `-`) becomes the
-    Hydra override `sweep=SWEEP` (in place, in sys.argv by default)."""
+    """`python -m bias_amp.report SWEEP [SWEEP ...] key=value`: the leading bare arguments (no `=`, no leading
+    `-`) become the Hydra override `sweep=SWEEP`, or `sweep=[A,B]` for several (in place, in sys.argv by default)."""
     argv = sys.argv if argv is None else argv
-    if len(argv) > 1 and "=" not in argv[1] and not argv[1].startswith("-"):
-        argv[1] = f"sweep={argv[1]}"
+    n = 1
+    while n < len(argv) and "=" not in argv[n] and not argv[n].startswith("-"):
+        n += 1
+    if n > 1:
+        argv[1:n] = [f"sweep={argv[1]}" if n == 2 else f"sweep=[{','.join(argv[1:n])}]"]
 
 
 def compose(config_name: str, overrides=()):

@@ -341,13 +341,25 @@ def _files_doc() -> str:
 
 
 def run(cfg: DictConfig) -> list[Path]:
-    """The app: conf/report.yaml's keys -> build()."""
+    """The app: conf/report.yaml's keys -> build(); several sweeps -> each one's report, and with `out` one
+    index.html comparing them."""
     check(cfg.sweep is not None or cfg.paper not in (None, "auto"), "sweep",
           "a sweep directory (SWEEP or sweep=DIR), or paper=DIR out=DIR for the paper's curves alone")
     articles = cfg.get("articles")
     check(articles is None or OmegaConf.is_list(articles), "articles", "a list of article ids or null", articles)
-    return build(cfg.sweep, cfg.out, resolve_paper(cfg.paper),
-                 None if articles is None else [str(a) for a in articles], cfg.n_articles, cfg.seed)
+    articles = None if articles is None else [str(a) for a in articles]
+    paper = resolve_paper(cfg.paper)
+    if not OmegaConf.is_list(cfg.sweep):
+        return build(cfg.sweep, cfg.out, paper, articles, cfg.n_articles, cfg.seed)
+    sweeps = [str(s) for s in cfg.sweep]
+    check(len(sweeps) == 1 or cfg.out is not None, "out", "a directory for the page comparing several sweeps",
+          None)
+    written = [p for s in sweeps for p in build(s, None, paper, articles, cfg.n_articles, cfg.seed)]
+    if len(sweeps) > 1:
+        from bias_amp import html
+
+        written.append(html.build(sweeps, cfg.out, paper, cfg.n_articles, cfg.seed, articles))
+    return written
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")

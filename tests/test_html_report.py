@@ -270,15 +270,12 @@ def test_bad_input(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_cli_compares_studies(sweep, tmp_path, capsys):
-    from bias_amp.html.__main__ import main
+def test_report_app_compares_studies(sweep, tmp_path):
+    from bias_amp import cli, report
 
     a, b = _copy_sweep(sweep, tmp_path / "a"), _copy_sweep(sweep, tmp_path / "b")
-    with pytest.raises(SystemExit) as exit_:
-        main([str(a), str(b)])
-    assert exit_.value.code == 2
-    assert capsys.readouterr().err == "error: out: expected an output directory (--out) for several sweeps\n"
-    main([str(a), str(b), "--out", str(tmp_path / "cmp"), "--paper", "none", "--n-articles", "1"])
-    assert f"wrote {tmp_path / 'cmp' / 'index.html'}" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="^out: expected a directory for the page comparing several sweeps"):
+        report.run(cli.compose("report", [f"sweep=[{a},{b}]", "paper=null"]))
+    report.run(cli.compose("report", [f"sweep=[{a},{b}]", f"out={tmp_path / 'cmp'}", "paper=null", "n_articles=1"]))
     text = (tmp_path / "cmp" / "index.html").read_text()
     assert all(f'value="{s} · {setup}"' in text for s in ("a", "b") for setup in _metrics(sweep)["setup"].unique())

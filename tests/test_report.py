@@ -264,6 +264,9 @@ def test_sweep_argument_shim():
     argv = ["prog", "multirun/smoke", "paper=null"]
     cli.sweep_argument(argv)
     assert argv == ["prog", "sweep=multirun/smoke", "paper=null"]
+    argv = ["prog", "multirun/a", "multirun/b", "out=cmp"]
+    cli.sweep_argument(argv)
+    assert argv == ["prog", "sweep=[multirun/a,multirun/b]", "out=cmp"]
     for argv in (["prog", "sweep=x"], ["prog", "-m", "x"], ["prog"]):
         before = list(argv)
         cli.sweep_argument(argv)
@@ -318,3 +321,14 @@ def test_figures_keep_every_setup_visible_and_axes_honest(sweep_dir):
     scores = scores[(scores.setup == "greedy-none") | (scores.generation >= 0)]  # greedy-preserve: no baseline
     panels = [x for x in plots.fig_quality_distribution(scores).axes if x.get_visible()]
     assert [[t.get_text() for t in x.get_xticklabels()] for x in panels] == [["base", "0", "1", "2"], ["0", "1"]]
+
+
+def test_several_sweeps_get_their_reports_and_one_comparison_page(tmp_path):
+    a, b = write_sweep(tmp_path / "fp32"), write_sweep(tmp_path / "bf16", seed=1)
+    with pytest.raises(ConfigError, match=r"^out: expected a directory for the page comparing several sweeps"):
+        report.run(cli.compose("report", [f"sweep=[{a},{b}]", "paper=null"]))
+    written = report.run(cli.compose("report", [f"sweep=[{a},{b}]", f"out={tmp_path / 'cmp'}", "paper=null"]))
+    assert (a / "report" / "index.html").is_file() and (b / "report" / "index.html").is_file()
+    page = (tmp_path / "cmp" / "index.html").read_text()
+    assert written[-1] == tmp_path / "cmp" / "index.html"
+    assert "fp32 · greedy-none" in page and "bf16 · greedy-none" in page     # both studies' curves, named
