@@ -50,4 +50,4 @@ bench: install
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) multirun/* .pytest_cache
+	rm -rf $(VENV) multirun/* outputs/runs .pytest_cache
