@@ -74,13 +74,16 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
             if tracker is not None:
                 with tracking.stage(out, v, "projection", acc.is_main_process):
                     tracker.start(model, tok)            # b̂ of this generation
+            def on_step(step: int, v=v) -> None:
+                if tracker is not None:
+                    tracker.after_step(step)              # `project` at the update
+                if step == 1:
+                    faults.point(v, "train")
+
             with tracking.stage(out, v, "train", acc.is_main_process):
                 result = train.finetune(model, tok, batch.texts, train_cfg, acc, seed=seed_for(cfg.seed, g, "train"),
-                                        precision=cfg.precision,
-                                        desc=f"{cfg.setup_name} {v} fine-tune",
-                                        grad_hook=tracker and tracker.before_step,
-                                        on_step=lambda step, v=v: (tracker and tracker.after_step(step),
-                                                                   step == 1 and faults.point(v, "train")))
+                                        precision=cfg.precision, desc=f"{cfg.setup_name} {v} fine-tune",
+                                        grad_hook=tracker and tracker.before_step, on_step=on_step)
             prompts = real if cfg.prompt_source == "real" or g == 0 else [
                 data.Article(a["id"], a["label"], "", a["text"]) for a in io.read_jsonl(out / version_name(g - 1) / "articles.jsonl")]
             finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
