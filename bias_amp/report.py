@@ -9,6 +9,8 @@ Written to OUT (default SWEEP/report/), listed in OUT/README.md:
                                 min-max over seeds when there are several)
   metrics_table.csv/.md         every run's metrics.csv rows (setup x seed x version, baseline = -1)
   paper_metrics_table.csv/.md   the paper's published scores in the same schema (with paper=DIR)
+  trend.csv/.md                 per setup: slope of the right share and quality index per generation, seeds
+                                pooled, Newey-West SEs, 95% CI and p (bias_amp.trend)
   fig3_baseline_leaning.png     leaning shares of the un-fine-tuned model, per decoding rule (Fig. 3)
   fig4_right_share.png          % right-leaning across generations per setup (Fig. 4, 6)
   fig4_leaning_shares.png       left/center/right shares across generations, one panel per setup
@@ -35,7 +37,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from bias_amp import cli, paper_scores, plots
+from bias_amp import cli, paper_scores, plots, trend
 from bias_amp.errors import check, check_range
 from bias_amp.io import read_jsonl, write_csv, write_text
 from bias_amp.layout import LEANINGS, run_dirs, version_name
@@ -317,6 +319,10 @@ def build(sweep=None, out=None, paper=None, articles: list[str] | None = None, n
         paper_articles = paper_scores.load_articles(paper)
         all_summary = pd.concat([summary, aggregate(paper_metrics)], ignore_index=True)
         all_scores = pd.concat([scores, paper_articles], ignore_index=True) if sweep is not None else paper_articles
+    all_metrics = pd.concat([metrics, paper_metrics], ignore_index=True) if paper_metrics is not None else metrics
+    if not all_metrics.empty:
+        slopes = trend.trend(all_metrics)
+        written += [write_csv(out / "trend.csv", slopes), write_text(out / "trend.md", _banner(smoke) + trend.markdown(slopes))]
     written += write_figures(out, all_summary, all_scores, smoke)
     if traj is not None:
         written.append(write_text(out / "trajectories.md", traj))
