@@ -8,12 +8,9 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from bias_amp.cli import one_line_errors
-from bias_amp.layout import variant
-
-OmegaConf.register_new_resolver("bias_amp.variant", variant, replace=True)   # conf/config.yaml's output dirs
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

@@ -66,9 +66,11 @@ def test_group_option_composes_and_validates(root, group, option, tmp_path):
     if root == "config":
         if not cfg.data.hub and not Path(resolve_path(cfg.data.path)).exists():   # user-supplied corpus
             cfg = compose_cfg(root, [f"{group}={option}", f"data.path={stand_in_corpus(cfg, tmp_path)}"])
-        hint = cfg[group].get("train_command") if group in ("leaning", "quality") else None
-        if hint and not Path(resolve_path(cfg[group].model)).is_dir():   # an offline instrument not trained yet
-            with pytest.raises(ConfigError, match=rf"^{group}.model: .*\(train it with `{hint}`\)"):
+        untrained = [m for m in ("leaning", "quality")     # an offline instrument (e.g. experiment=study's) not
+                     if cfg[m].get("train_command") and not Path(resolve_path(cfg[m].model)).is_dir()]   # trained yet
+        if untrained:
+            hint = cfg[untrained[0]].train_command
+            with pytest.raises(ConfigError, match=rf"^{untrained[0]}.model: .*\(train it with `{hint}`\)"):
                 validate_config(cfg)
             return
         validate_config(cfg)

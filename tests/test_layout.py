@@ -6,7 +6,6 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-import bias_amp.run  # noqa: F401  (registers the bias_amp.variant resolver used by conf/config.yaml)
 from bias_amp.layout import is_done, run_dir, run_dirs, seed_for, variant, version_name
 
 CONF = Path(__file__).resolve().parents[1] / "conf"

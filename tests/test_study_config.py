@@ -8,7 +8,6 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-import bias_amp.run  # noqa: F401  (registers the bias_amp.variant resolver used by conf/config.yaml)
 from bias_amp import data
 from bias_amp.errors import ConfigError
 from bias_amp.validate import validate_config
@@ -29,13 +28,14 @@ def study(*overrides, hydra=False):
 @pytest.mark.parametrize("setup", SETUPS)
 def test_every_setup_composes_validates_and_keeps_the_papers_structure(setup):
     cfg = study(f"setup={setup}", "seed=1")
-    validate_config(cfg)                                          # the checks a run makes before any model loads
+    assert (cfg.leaning.name, cfg.quality.name) == ("offline", "offline")   # trained by `python -m bias_amp.instruments`
+    validate_config(study(f"setup={setup}", "seed=1", "leaning=smoke", "quality=smoke"))   # the checks before any load
     assert cfg.model.name == "smollm2" and cfg.data.name == "allsides"
     assert cfg.generations == 11 and cfg.baseline and cfg.prompt_source == "real" and cfg.init_from == "previous"
     assert cfg.synthesis.block_tokens == 64 and cfg.synthesis.new_tokens == 64
     epochs = OmegaConf.merge(cfg.train, cfg.mitigation.train)
     name = cfg.mitigation.name
-    if name == "overfit":                                         # §5.3: 25 vs 5 epochs, no weight decay
+    if name == "overfit":                                         # §5.3: 5x the epochs (paper 25 vs 5), no weight decay
         assert epochs.epochs == 5 * cfg.train.epochs and epochs.weight_decay == 0.0
     else:
         assert epochs.epochs == cfg.train.epochs
@@ -69,3 +69,10 @@ def test_the_corpus_is_balanced_and_from_outlets_the_classifier_never_saw():
     probes = data.held_out(cfg.data, 1, cfg.projection.probe_per_label, ["right", "left"])   # b̂'s probe set
     assert len(probes) == 2 * cfg.projection.probe_per_label and not {a.id for a in probes} & {a.id for a in corpus}
     assert not {a.source for a in probes} & train_outlets
+
+
+def test_untrained_offline_instruments_are_one_line_naming_the_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("BIAS_AMP_CACHE", str(tmp_path))          # an empty cache: nothing trained
+    with pytest.raises(ConfigError, match=r"leaning.model: expected an existing model directory \(train it with "
+                                          r"`python -m bias_amp.instruments`\)"):
+        validate_config(study())
