@@ -12,7 +12,9 @@ Sign convention (as in Eq. 1): a descent step Δθ = −η g changes the prefere
   at: gradient  v = g before clipping (the issue's form; AdamW then rescales it per coordinate)
   at: update    v = −Δθ, the optimizer's actual step, so b̂ᵀ(θ − θ_start) ≤ 0 holds exactly under `hard`.
 The exact gradient of the penalty needs a Hessian-vector product per step (> 2× a step); this costs two dot
-products and one axpy. θ_0 below is the base model (the weights at the start of generation 0)."""
+products and one axpy. θ_0 below is the base model (the weights at the start of generation 0).
+The bracket itself, the log-likelihood gap, is a classifier-free leaning of the model (> 0: it prefers the right
+probes): c_t_logp_gap_start / _end, before and after each generation's fine-tuning."""
 
 from __future__ import annotations
 
@@ -88,26 +90,48 @@ def selected(model, params: str) -> list[torch.nn.Parameter]:
     return [p for name, p in module.named_parameters() if p.requires_grad and (params == "all" or ".mlp." in name)]
 
 
-def direction(model, tok, probe: dict[str, list[str]], params: list, max_length: int) -> tuple[list, float]:
-    """b̂ (one tensor per parameter) and ||b||; the model's mode is restored, its .grad left untouched."""
+def _probe_logp(module, tok, texts: list[str], max_length: int, device):
+    """Each batch's part of the mean per-token log p of `texts` (graphs when grad is enabled)."""
+    examples = train.encode(tok, texts, max_length)
+    targets = sum(len(e) - 1 for e in examples)
+    for i in range(0, len(examples), PROBE_BATCH):
+        inputs = train.collate(examples[i:i + PROBE_BATCH], tok.pad_token_id, device)
+        labels = inputs.pop("labels")
+        yield -train.token_loss_sum(module(**inputs).logits, labels) / targets
+
+
+def direction(model, tok, probe: dict[str, list[str]], params: list,
+              max_length: int) -> tuple[list, float, float]:
+    """b̂ (one tensor per parameter), ||b|| and the log-likelihood gap (mean per-token log p of the right probes
+    minus that of the left ones; > 0: the model prefers right-leaning text); the model's mode is restored, its
+    .grad left untouched."""
     module = getattr(model, "module", model)
     was_training, device = module.training, params[0].device
     module.eval()                                       # no dropout: b is a function of θ only
     b = [torch.zeros_like(p) for p in params]
+    gap = 0.0
     for label, sign in zip(PROBE_LABELS, (1.0, -1.0), strict=True):
-        examples = train.encode(tok, probe[label], max_length)
-        targets = sum(len(e) - 1 for e in examples)
-        for i in range(0, len(examples), PROBE_BATCH):
-            inputs = train.collate(examples[i:i + PROBE_BATCH], tok.pad_token_id, device)
-            labels = inputs.pop("labels")
-            logp = -train.token_loss_sum(module(**inputs).logits, labels) / targets
+        for logp in _probe_logp(module, tok, probe[label], max_length, device):
+            gap += sign * logp.item()
             for acc, grad in zip(b, torch.autograd.grad(sign * logp, params, allow_unused=True), strict=True):
                 if grad is not None:
                     acc.add_(grad)
     module.train(was_training)
     norm = torch.sqrt(sum((x.double() ** 2).sum() for x in b)).item()
     check(norm > 0, "projection", "a probe set on which right and left texts differ in log-likelihood", norm)
-    return [x / norm for x in b], norm
+    return [x / norm for x in b], norm, gap
+
+
+@torch.no_grad()
+def logp_gap(model, tok, probe: dict[str, list[str]], max_length: int) -> float:
+    """The log-likelihood gap of `direction` alone (no gradients)."""
+    module = getattr(model, "module", model)
+    was_training, device = module.training, next(module.parameters()).device
+    module.eval()
+    gap = sum(sign * logp.item() for label, sign in zip(PROBE_LABELS, (1.0, -1.0), strict=True)
+              for logp in _probe_logp(module, tok, probe[label], max_length, device))
+    module.train(was_training)
+    return gap
 
 
 def dot(xs, ys) -> torch.Tensor:
@@ -135,7 +159,7 @@ class Tracker:
     def start(self, model, tok) -> None:
         self.model, self.tok = model, tok
         self.params = selected(model, self.cfg.params)
-        self.b, self.b_norm = direction(model, tok, self.probe, self.params, self.max_length)
+        self.b, self.b_norm, self.gap_start = direction(model, tok, self.probe, self.params, self.max_length)
         self.b_start = self.b                              # the per-generation measures use the start's b̂
         self.theta_start = [p.detach().to("cpu", copy=True) for p in self.params]
         self.c, self.g_norm, self.refreshes = [], [], 0
@@ -143,7 +167,7 @@ class Tracker:
     def before_step(self, step: int, model) -> None:
         every = self.project.refresh_every if self.project is not None else None
         if every and step > 1 and (step - 1) % every == 0:
-            self.b, _ = direction(model, self.tok, self.probe, self.params, self.max_length)
+            self.b, _, _ = direction(model, self.tok, self.probe, self.params, self.max_length)
             self.refreshes += 1
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.params]
         c = dot(grads, self.b)                            # stays on the device: no host sync per step
@@ -181,6 +205,9 @@ class Tracker:
             "c_t_cos_update": dot(delta, b).item() / delta_norm if delta_norm > 0 else 0.0,   # cos(Δθ_gen, b̂)
             "c_t_bias_component": dot([x - y for x, y in zip(now, self.theta0, strict=True)], b).item(),
             "c_t_b_norm": self.b_norm,
+            # a classifier-free leaning of the model: log p(right probes) - log p(left probes), per token
+            "c_t_logp_gap_start": self.gap_start,
+            "c_t_logp_gap_end": logp_gap(self.model, self.tok, self.probe, self.max_length),
         }
         self.model = self.tok = self.params = self.b = self.b_start = self.theta_start = None
         return {**summary, "refreshes": self.refreshes, "steps": {"c_t": c, "cos": cos}}

@@ -67,6 +67,9 @@ def test_right_only_text_gives_negative_c_t_and_left_only_positive(plain):
     # the sign convention: a negative c_t moves the weights along b̂ (towards right-leaning text)
     assert right["c_t_bias_component"] > 0 > left["c_t_bias_component"]
     assert right["c_t_cos_update"] > 0 > left["c_t_cos_update"]
+    # the classifier-free leaning: training on right-only text raises the preference for the right probes
+    assert right["c_t_logp_gap_start"] == pytest.approx(left["c_t_logp_gap_start"])   # the same start model
+    assert right["c_t_logp_gap_end"] > right["c_t_logp_gap_start"] > left["c_t_logp_gap_end"]
     assert len(right["steps"]["c_t"]) == len(right["steps"]["cos"]) == 6 * 4
     assert all(-1 <= x <= 1 for x in right["steps"]["cos"])
 
@@ -182,7 +185,8 @@ def test_a_project_run_writes_c_t_to_train_json_and_metrics(tmp_path):
 
     metrics = run_setup(cfg_for("setup=greedy-project", "generations=1", "baseline=false", "probe.enabled=false",
                                 "projection.probe_per_label=4", "synthesis.new_tokens=8"), tmp_path)
-    cols = ["c_t_mean", "c_t_negative_share", "c_t_cos_mean", "c_t_cos_update", "c_t_bias_component", "c_t_b_norm"]
+    cols = ["c_t_mean", "c_t_negative_share", "c_t_cos_mean", "c_t_cos_update", "c_t_bias_component", "c_t_b_norm",
+            "c_t_logp_gap_start", "c_t_logp_gap_end"]
     assert metrics[cols].notna().all().all() and metrics.setup.tolist() == ["greedy-project"]
     stats = io.read_json(tmp_path / "gen_00" / "train.json")
     assert len(stats["projection"]["steps"]["c_t"]) == stats["steps"] > 0
