@@ -124,8 +124,7 @@ def test_one_command_trains_the_linear_leaning_instrument_that_leaning_offline_u
     over = _leaning_overrides(tmp_path)
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         icfg = compose("instruments", overrides=[f"out_dir={tmp_path}/instruments", "only=[leaning]"])
-        run_cfg = compose("config", overrides=["leaning=offline", f"paths.cache_dir={tmp_path}",
-                                               "leaning.window={size:24,stride:16,max_windows:4,pool:logits}"])
+        run_cfg = compose("config", overrides=["leaning=offline", f"paths.cache_dir={tmp_path}"])
     OmegaConf.set_struct(icfg, False)
     icfg.leaning = OmegaConf.merge(icfg.leaning, over)
     cfg = cache.compose(OmegaConf.to_container(icfg.leaning, resolve=True))
@@ -148,8 +147,10 @@ def test_one_command_trains_the_linear_leaning_instrument_that_leaning_offline_u
     assert card["outlet_swap"]["n"] == 28 and card["outlet_swap"]["mean_abs_delta_p_right"] >= 0
     md = (root / "instrument_card.md").read_text()
     assert "| test (held out) |" in md and "Outlet swap: 28" in md and (root / "outlet_swap.png").is_file()
-    # leaning=offline scores with it: whole articles, outlet names masked
+    # leaning=offline scores with it: whole articles in the windows it was trained on, outlet names masked
+    assert json.loads((model / windows.WINDOW_FILE).read_text()) == over["window"]
     clf = LeaningClassifier(run_cfg.leaning).load()
+    assert run_cfg.leaning.window == "model" and clf.window == over["window"]
     test = parts["test"]
     texts = [splits._record_text(a, cfg.text_template) for a in test]
     probs = clf.predict(texts)
@@ -197,7 +198,11 @@ def test_offline_instruments_not_trained_yet_name_the_command(tmp_path):
         icfg = compose("instruments", overrides=["leaning.heads=[linear,linear]"])
     with pytest.raises(ConfigError, match=r"^heads: expected a non-empty list of distinct"):
         train(icfg)
-    assert cfg.leaning.window == icfg.leaning.window     # scoring windows as the instrument was trained
+    assert cfg.leaning.window == "model"                 # scoring windows as the instrument was trained
+    from bias_amp.metrics import windows
+
+    with pytest.raises(ConfigError, match=r"^leaning.window: expected a model trained on windows \(window.json in "):
+        windows.resolve("model", tmp_path, "leaning.window")
 
 
 def test_verdict_says_when_finetuning_does_not_beat_the_linear_head():

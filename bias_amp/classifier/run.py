@@ -112,6 +112,8 @@ def run(cfg: DictConfig, out_dir: str | Path) -> pd.DataFrame:
                 best = {"valid_macro_f1": res["valid_macro_f1"], "backbone": name, "head": head,
                         "key": f"{short_name(name)} {head}"}
                 save_checkpoint(model, tok, out_dir / "model")
+                if cfg.get("window") is not None:     # what `window: model` scores with (metrics.windows)
+                    io.write_json(out_dir / "model" / windows.WINDOW_FILE, OmegaConf.to_container(cfg.window))
                 swap = _outlet_swap(model, tok, parts, cfg) if cfg.task == "leaning" else None
                 best["outlet_swap"] = swap
             del model

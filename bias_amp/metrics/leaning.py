@@ -43,6 +43,7 @@ def validate(cfg: DictConfig) -> None:
     if local is not None and local.is_file():     # a local model: its label names are known without loading it
         id2 = json.loads(local.read_text()).get("id2label") or {}
         leaning_columns([id2[k] for k in sorted(id2, key=int)], labels)
+        windows.resolve(cfg.get("window"), local.parent, "leaning.window")      # `model`: its window.json exists
 
 
 def leaning_columns(names: list[str], labels) -> list[int]:
@@ -61,6 +62,7 @@ def argmax_leaning(probs: np.ndarray) -> list[str]:
 
 
 class LeaningClassifier(ClassifierMetric):
+    KEY = "leaning"
     validate = staticmethod(validate)
 
     def from_labels(self, names: list[str]) -> list[int]:

@@ -53,6 +53,7 @@ def article_index(sentence_values: np.ndarray, owners: list[int], n_articles: in
 
 
 class QualityDetector(ClassifierMetric):
+    KEY = "quality"
     validate = staticmethod(validate)
 
     def from_labels(self, names: list[str]) -> np.ndarray:

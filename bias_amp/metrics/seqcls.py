@@ -74,7 +74,10 @@ def predict_proba(model, tok, texts: list[str], *, max_length: int, batch_size: 
 class ClassifierMetric:
     """A sequence classifier behind a metric config (`model`, `labels`, `max_length`, `batch_size`,
     `trust_remote_code`), loaded lazily; `model_path` overrides cfg.model (e.g. a cached smoke model).
-    Subclasses map the model's label names in `from_labels` and validate their config in `validate`."""
+    Subclasses map the model's label names in `from_labels` and validate their config in `validate`; KEY is
+    their config key (leaning, quality)."""
+
+    KEY = "classifier"
 
     @staticmethod
     def validate(cfg) -> None:
@@ -88,14 +91,18 @@ class ClassifierMetric:
         raise NotImplementedError
 
     def load(self, model_path: str | None = None):
-        self.model, self.tok = load_classifier(model_path or self.cfg.model, device=self.device,
+        from bias_amp.metrics import windows
+
+        path = model_path or self.cfg.model
+        self.model, self.tok = load_classifier(path, device=self.device,
                                                trust_remote_code=bool(self.cfg.get("trust_remote_code", False)))
         self.mapping = self.from_labels(id2label(self.model))
+        self.window = windows.resolve(self.cfg.get("window"), resolve_path(path), f"{self.KEY}.window")
         return self
 
     def probabilities(self, texts: list[str], desc: str) -> np.ndarray:
         return predict_proba(self.model, self.tok, texts, max_length=self.cfg.max_length,
-                             batch_size=self.cfg.batch_size, desc=desc, window=self.cfg.get("window"))
+                             batch_size=self.cfg.batch_size, desc=desc, window=self.window)
 
     def close(self):
         self.model = self.tok = None

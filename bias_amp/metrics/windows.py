@@ -17,12 +17,16 @@ from bias_amp.errors import check, check_range
 
 POOLS = ("logits", "probs")
 HEAD_FILE = "linear_head.safetensors"
+WINDOW_FILE = "window.json"      # beside a model trained on windows: the window it was trained with
+FROM_MODEL = "model"
 
 
 def validate(window, key: str) -> None:
-    """A `window` config: null (truncate) or {size, stride, max_windows, pool}."""
-    if window is None:
+    """A `window` config: null (truncate), {size, stride, max_windows, pool}, or `model` (as the model dir's
+    window.json says: the window its trainer used)."""
+    if window is None or window == FROM_MODEL:
         return
+    check(hasattr(window, "get"), key, f"null, '{FROM_MODEL}' or {{size, stride, max_windows, pool}}", window)
     check_range(window.get("size"), f"{key}.size", 8, integer=True)
     check_range(window.get("stride"), f"{key}.stride", 1, window.get("size"), integer=True)
     mw = window.get("max_windows")
@@ -128,3 +132,12 @@ class MeanPoolLinear(torch.nn.Module):
         head = load_file(str(Path(path) / HEAD_FILE))
         id2 = json.loads((Path(path) / "config.json").read_text())["id2label"]
         return cls(encoder, head["weight"], head["bias"], [id2[k] for k in sorted(id2, key=int)])
+
+
+def resolve(window, model_dir, key: str):
+    """The window to score with: `model` reads model_dir/window.json (ConfigError when absent), else as given."""
+    if window != FROM_MODEL:
+        return window
+    path = Path(model_dir) / WINDOW_FILE
+    check(path.is_file(), key, f"a model trained on windows ({WINDOW_FILE} in {model_dir})", window)
+    return json.loads(path.read_text())
