@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from bias_amp.errors import check, check_range
@@ -140,4 +141,4 @@ def resolve(window, model_dir, key: str):
         return window
     path = Path(model_dir) / WINDOW_FILE
     check(path.is_file(), key, f"a model trained on windows ({WINDOW_FILE} in {model_dir})", window)
-    return json.loads(path.read_text())
+    return OmegaConf.create(json.loads(path.read_text()))
