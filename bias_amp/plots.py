@@ -337,16 +337,22 @@ def has_c_t(summary) -> bool:
 def fig_c_t(summary):
     """The bias projection coefficient (#15): each generation's mean c_t (top; < 0 = its fine-tuning steps
     raise the preference for right text) above the change in right share that generation produces (bottom,
-    vs the version it continued from), per setup."""
+    vs the version it continued from), per setup; with the probe set's log-likelihood gap measured, a third
+    panel draws it after each generation (the classifier-free leaning of the model)."""
     s = summary.sort_values(["setup", "generation"])
     prev = s.groupby("setup")["share_right"].shift(1).where(s.groupby("setup")["generation"].diff() == 1)
     s = s.assign(delta_right=100 * (s["share_right"] - prev))
+    gap = "c_t_logp_gap_end" in s and s["c_t_logp_gap_end"].notna().any()
     with style():
-        fig, axes = new_figure(8, 6, 2, 1, sharex=True)
+        fig, axes = new_figure(8, 9 if gap else 6, 3 if gap else 2, 1, sharex=True)
         _lines(axes[0, 0], s, "c_t_mean", band=False)
         axes[0, 0].axhline(0, color="k", lw=0.6)
         axes[0, 0].set(ylabel="mean c_t = b̂ᵀ∇L", title="Bias projection c_t and the change in right share")
         _lines(axes[1, 0], s, "delta_right", band=False, legend=False)
         axes[1, 0].axhline(0, color="k", lw=0.6)
         axes[1, 0].set(ylabel="Δ % right-leaning")
+        if gap:
+            _lines(axes[2, 0], s, "c_t_logp_gap_end", band=False, legend=False)
+            axes[2, 0].set(ylabel="log p(right) − log p(left)\nper token, probe set",
+                           title="the model's own leaning after each generation (> 0: prefers right texts)")
     return fig
