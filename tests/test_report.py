@@ -99,7 +99,7 @@ def test_writes_every_table_and_figure(sweep_dir, built):
     out = sweep_dir / "report"
     names = {p.name for p in built}
     expected = {"summary_table.csv", "summary_table.md", "metrics_table.csv", "metrics_table.md", "trajectories.md",
-                "README.md", "index.html", *report.FIGURES}
+                "trend.csv", "trend.md", "README.md", "index.html", *report.FIGURES}
     assert names == expected                                   # no collapse columns: no fig_collapse.png
     for name in report.FIGURES:
         data = (out / name).read_bytes()
@@ -222,7 +222,9 @@ def test_paper_overlay_and_paper_only(sweep_dir, tmp_path):
     only = tmp_path / "only"
     report.run(cli.compose("report", [f"paper={paper}", f"out={only}"]))
     assert {p.name for p in only.iterdir()} == {"paper_metrics_table.csv", "paper_metrics_table.md", "README.md",
-                                               "index.html", *report.FIGURES}
+                                               "trend.csv", "trend.md", "index.html", *report.FIGURES}
+    trend = pd.read_csv(only / "trend.csv")                # the paper's own runs get the trend test too
+    assert set(trend.setup) == set(paper_scores.load_metrics(paper).setup)
 
 
 def test_paper_default_is_shared_when_present(tmp_path, monkeypatch):
