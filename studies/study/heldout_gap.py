@@ -1,0 +1,79 @@
+"""Held-out check of the study's classifier-free leaning (STUDY.md): per article, the mean per-token log-likelihood
+of right- and left-labelled AllSides articles that neither trained the LM nor defined b̂ (drawn from
+train.jsonl.gz, whose articles the loop never uses), under the base model and each run's final checkpoint.
+gap = mean over right articles - mean over left articles (> 0: the model prefers right text); the change from
+the base model gets a paired bootstrap 95% CI over articles.
+
+    python studies/study/heldout_gap.py multirun/study --per-label 100 --out studies/study/heldout_gap.csv
+(needs the runs' checkpoints: run it in the sitting that ran the study; keep_checkpoints: last keeps gen_10)
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+
+from bias_amp import data, io, models
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "allsides" / "train.jsonl.gz"
+
+
+@torch.no_grad()
+def article_logp(model, tok, texts: list[str], max_length: int, batch: int = 8) -> np.ndarray:
+    """Mean per-token log p of each text (truncated to max_length tokens, as the training units)."""
+    model.eval()
+    out = []
+    for i in range(0, len(texts), batch):
+        enc = tok(texts[i:i + batch], return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+        logp = torch.log_softmax(model(**enc).logits[:, :-1].float(), -1)
+        target, mask = enc["input_ids"][:, 1:], enc["attention_mask"][:, 1:].float()
+        tok_lp = logp.gather(-1, target[..., None])[..., 0] * mask
+        out += (tok_lp.sum(1) / mask.sum(1)).tolist()
+    return np.array(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("sweep", type=Path)
+    ap.add_argument("--per-label", type=int, default=100)
+    ap.add_argument("--boot", type=int, default=2000)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    runs = sorted(p.parent for p in args.sweep.glob("*/seed_*/config.yaml"))
+    cfg = OmegaConf.load(runs[0] / "config.yaml")
+    pool = data.read_articles(OmegaConf.merge(cfg.data, {"path": str(SHARED), "exclude_sources": None}))
+    held = [a for a in data.stratified_sample(pool, args.per_label, seed=0) if a.label in ("right", "left")]
+    texts = [a.text(cfg.data.template) for a in held]
+    right = np.array([a.label == "right" for a in held])
+    model, tok = models.load_lm(cfg.model)
+    versions = {"base": article_logp(model, tok, texts, cfg.train.max_length)}
+    for run in runs:
+        ckpt = max((run / "checkpoints").glob("gen_*"))
+        model, tok = models.load_checkpoint(ckpt)
+        versions[f"{run.parent.name}/{run.name}/{ckpt.name}"] = article_logp(model, tok, texts, cfg.train.max_length)
+    rng = np.random.default_rng(0)
+    idx_r, idx_l = np.flatnonzero(right), np.flatnonzero(~right)
+    boot = [(rng.choice(idx_r, len(idx_r)), rng.choice(idx_l, len(idx_l))) for _ in range(args.boot)]
+
+    def gap(lp, r=idx_r, l_=idx_l):
+        return lp[r].mean() - lp[l_].mean()
+
+    rows = []
+    for name, lp in versions.items():
+        d = lp - versions["base"]
+        deltas = [gap(d, r, l_) for r, l_ in boot]
+        rows.append({"model": name, "n_right": len(idx_r), "n_left": len(idx_l), "logp_right": lp[right].mean(),
+                     "logp_left": lp[~right].mean(), "gap": gap(lp), "gap_change": gap(d),
+                     "gap_change_ci_low": np.quantile(deltas, 0.025), "gap_change_ci_high": np.quantile(deltas, 0.975)})
+    table = pd.DataFrame(rows)
+    io.write_csv(args.out, table)
+    print(table.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
