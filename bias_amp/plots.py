@@ -339,7 +339,8 @@ def fig_c_t(summary):
     raise the preference for right text) above the change in right share that generation produces (bottom,
     vs the version it continued from), per setup; with the probe set's log-likelihood gap measured, a third
     panel draws it after each generation (the classifier-free leaning of the model)."""
-    s = summary.sort_values(["setup", "generation"])
+    measured = summary.groupby("setup")["c_t_mean"].transform(lambda c: c.notna().any())
+    s = summary[measured].sort_values(["setup", "generation"])          # setups without c_t (the paper's) stay out
     prev = s.groupby("setup")["share_right"].shift(1).where(s.groupby("setup")["generation"].diff() == 1)
     s = s.assign(delta_right=100 * (s["share_right"] - prev))
     gap = "c_t_logp_gap_end" in s and s["c_t_logp_gap_end"].notna().any()
