@@ -51,8 +51,10 @@ def test_a_seed_sweep_lays_out_one_folder_per_setup_and_seed(setup, seed):
     assert cfg.hydra.run.dir == f"outputs/runs/study/{name}/seed_{seed}"   # the one-setup reproduction
 
 
-def test_bad_source_filter_is_one_line_before_any_model_loads():
-    cfg = study("data.exclude_sources=HuffPost")
+def test_bad_source_filter_is_one_line_before_any_model_loads(tmp_path):
+    corpus = tmp_path / "corpus.jsonl"                         # a stand-in: the check must not need ../shared
+    corpus.write_text('{"id": "1", "title": "t", "body": "b", "label": "left", "source": "HuffPost"}\n')
+    cfg = study("data.exclude_sources=HuffPost", f"data.path={corpus}")
     with pytest.raises(ConfigError, match=r"data.exclude_sources: expected a list of outlet names"):
         data.validate(cfg.data)
 
