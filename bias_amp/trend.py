@@ -28,23 +28,28 @@ def trend(metrics: pd.DataFrame, measures=tuple(MEASURES), maxlags: int = MAXLAG
     m = metrics[metrics["generation"] >= 0]
     m = m.assign(seed=m["seed"].fillna(0) if "seed" in m else 0).sort_values(["setup", "seed", "generation"])
     rows = []
-    for (setup, runs), measure in ((s, c) for s in m.groupby("setup", sort=False) for c in measures):
-        g = runs.dropna(subset=[measure]) if measure in runs else runs.iloc[:0]
-        row = {"setup": setup, "measure": measure, "n_seeds": int(g["seed"].nunique()), "n": len(g)}
-        if g["generation"].nunique() >= 3:
-            fit = _fit(g[measure], g["generation"], g["seed"].to_numpy(), maxlags)
-            half = stats.t(df=fit.n - 2).ppf(0.5 + level / 2) * fit.se[0]
-            by_gen = g.groupby("generation")[measure].mean()
-            seeds = g["seed"].to_numpy()
-            resid = g[measure].to_numpy() - fit.alpha[0] - fit.beta[0] * g["generation"].to_numpy()
-            phi = lag1(resid, seeds)
-            t_null = null_t(row["n_seeds"], len(g) // row["n_seeds"], phi, reps, maxlags)
-            row.update(first=by_gen.iat[0], last=by_gen.iat[-1], change=by_gen.iat[-1] - by_gen.iat[0],
-                       slope=fit.beta[0], slope_ci_low=fit.beta[0] - half, slope_ci_high=fit.beta[0] + half,
-                       p=fit.p[0], phi=phi, p_ar1=float((1 + np.sum(t_null >= abs(fit.t[0]))) / (1 + reps)),
-                       generations=f"{int(by_gen.index[0])}-{int(by_gen.index[-1])}")
-        rows.append(row)
+    for setup, runs in m.groupby("setup", sort=False):
+        for measure in measures:
+            rows.append(_row(setup, measure, runs, maxlags, level, reps))
     return pd.DataFrame(rows)
+
+
+def _row(setup: str, measure: str, runs: pd.DataFrame, maxlags: int, level: float, reps: int) -> dict:
+    g = runs.dropna(subset=[measure]) if measure in runs else runs.iloc[:0]
+    row = {"setup": setup, "measure": measure, "n_seeds": int(g["seed"].nunique()), "n": len(g)}
+    if g["generation"].nunique() >= 3:
+        seeds = g["seed"].to_numpy()
+        fit = _fit(g[measure], g["generation"], seeds, maxlags)
+        half = stats.t(df=fit.n - 2).ppf(0.5 + level / 2) * fit.se[0]
+        by_gen = g.groupby("generation")[measure].mean()
+        resid = g[measure].to_numpy() - fit.alpha[0] - fit.beta[0] * g["generation"].to_numpy()
+        phi = lag1(resid, seeds)
+        t_null = null_t(row["n_seeds"], len(g) // row["n_seeds"], phi, reps, maxlags)
+        row.update(first=by_gen.iat[0], last=by_gen.iat[-1], change=by_gen.iat[-1] - by_gen.iat[0],
+                   slope=fit.beta[0], slope_ci_low=fit.beta[0] - half, slope_ci_high=fit.beta[0] + half,
+                   p=fit.p[0], phi=phi, p_ar1=float((1 + np.sum(t_null >= abs(fit.t[0]))) / (1 + reps)),
+                   generations=f"{int(by_gen.index[0])}-{int(by_gen.index[-1])}")
+    return row
 
 
 def _fit(y, gen, seeds, maxlags: int):
