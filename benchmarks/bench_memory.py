@@ -9,14 +9,16 @@ the running numbers are also written to <run dir>.stages.json, so a killed run l
 Variants:
   before   the code at --before (a git revision, default: the commit before the memory work), same command;
   default  the working tree, same command, precision=fp32 (what `before` ran);
-  lowmem   default + train.memory=low (bias_amp/memory.py: same weights, less memory).
-Two quicker probes of the fine-tuning stage, where the floor is:
-  --floor             libraries, + SmolLM2's fp32 weights, + AdamW's moments after one step (16 tokens);
+  lowmem   default + memory=low (conf/memory/low.yaml, bias_amp/memory.py);
+  lowmem-bf16  lowmem with precision=bf16 (bf16 copies of the weights while synthesising, scoring, probing).
+Two quicker probes of the fine-tuning stage, where the floor is (MODE: a conf/memory option, default or low):
+  --floor [MODE]      libraries, + SmolLM2's fp32 weights, + AdamW's moments after one step (16 tokens);
   --train-step MODE   one fine-tuning step of the README's batch shape (8 x 256 tokens) on a random-init Llama of
-                      SmolLM2-135M's shape (no GGUF load), train.memory=MODE.
+                      SmolLM2-135M's shape (no GGUF load), with conf/memory/MODE.yaml's train settings.
 
     .venv/bin/python benchmarks/bench_memory.py --jobs 3                # ~20 min on 2 quiet cores
-    .venv/bin/python benchmarks/bench_memory.py --floor
+    .venv/bin/python benchmarks/bench_memory.py --variants lowmem,lowmem-bf16 --jobs 2
+    .venv/bin/python benchmarks/bench_memory.py --floor low
     .venv/bin/python benchmarks/bench_memory.py --train-step default; ... --train-step low
 """
 
@@ -41,7 +43,9 @@ DATA = ROOT.parent / "shared" / "data" / "allsides" / "train.jsonl.gz"
 BEFORE = "24858ae"      # the last commit before the memory work
 COMMAND = ["model=smollm2", "data=allsides", f"data.path={DATA}", "train.epochs=1",
            "train.max_length=256", "synthesis.max_blocks=4", "leaning=smoke", "quality=smoke", "logger=none"]
-VARIANTS = {"before": [], "default": ["precision=fp32"], "lowmem": ["precision=fp32", "train.memory=low"]}
+VARIANTS = {"before": [], "default": ["precision=fp32"], "lowmem": ["precision=fp32", "memory=low"],
+            "lowmem-bf16": ["precision=bf16", "memory=low"]}
+MEMORY = ("default", "low")
 # (module, attribute, stage): the loop's stages, wrapped by name so any revision's code can be measured
 STAGES = [("bias_amp.models", "load_lm", "load model"), ("bias_amp.models", "load_checkpoint", "load model"),
           ("bias_amp.models", "save_checkpoint", "save checkpoint"), ("bias_amp.train", "finetune", "fine-tune"),
@@ -112,10 +116,17 @@ def worker(args) -> None:
                                   "wall_s": time.perf_counter() - start}))
 
 
-def floor() -> None:
-    """The resident floor of fine-tuning SmolLM2 in fp32 with AdamW, measured step by step in this process:
-    libraries, weights, then one optimizer step on a 16-token batch (AdamW's two moments appear; gradients are
-    freed in backward by train.memory=low, so the rest is the moments)."""
+def memory_train(mode: str) -> dict:
+    """The `train:` settings of conf/memory/<mode>.yaml."""
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "memory" / f"{mode}.yaml")).get("train", {})
+
+
+def floor(mode: str) -> None:
+    """The resident floor of fine-tuning SmolLM2 (fp32 weights, AdamW), measured step by step in this process:
+    libraries, weights, then one optimizer step on a 16-token batch (AdamW's two moments appear, in the dtype of
+    conf/memory/<mode>.yaml; gradients are freed in backward by train.memory=low, so the rest is the moments)."""
     import torch
     from omegaconf import OmegaConf
 
@@ -126,14 +137,16 @@ def floor() -> None:
     model, tok = models.load_lm(OmegaConf.load(ROOT / "conf" / "model" / "smollm2.yaml"))
     n = sum(p.numel() for p in model.parameters())
     rss["+ fp32 weights"] = status_mb("VmRSS")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-5, fused=True)
+    bf16 = memory_train(mode).get("optimizer_state") == "bf16"
+    optimizer = memory.AdamW(model.parameters(), lr=5e-5) if bf16 else torch.optim.AdamW(model.parameters(), lr=5e-5,
+                                                                                        fused=True)
     low = memory.LowMemory(model.train(), optimizer, 1.0)
     ids = torch.tensor([tok("The senate voted on the bill after a long debate about the budget.").input_ids[:16]])
     low.backward(model(input_ids=ids, labels=ids).loss)
     low.close()
-    rss["+ AdamW moments (one step, low)"] = status_mb("VmRSS")
+    rss[f"+ AdamW moments ({'bf16' if bf16 else 'fp32'}, one step)"] = status_mb("VmRSS")
     print(f"floor: {n / 1e6:.1f} M parameters = {n * 4 / 2**20:.0f} MB fp32 weights, "
-          f"{n * 8 / 2**20:.0f} MB AdamW moments")
+          f"{n * (4 if bf16 else 8) / 2**20:.0f} MB AdamW moments")
     for k, v in rss.items():
         print(f"  {k:32s} RSS {v:6.0f} MB")
 
@@ -145,7 +158,7 @@ SMOLLM2 = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=30, nu
 def train_step(memory_mode: str) -> None:
     """Peak RSS of `train.finetune` alone: one optimizer step on the README example's first batch shape
     (8 AllSides articles x 256 tokens, GPT-2 tokenizer) for a random-init Llama of SmolLM2-135M's shape, so no
-    GGUF load is needed; `memory_mode` is train.memory."""
+    GGUF load is needed; `memory_mode` names conf/memory/<mode>.yaml."""
     import torch
     from accelerate import Accelerator
     from omegaconf import OmegaConf
@@ -161,12 +174,12 @@ def train_step(memory_mode: str) -> None:
     with gzip.open(DATA, "rt") as f:
         texts = [f"title: {r['title']}\nbody: {r['text']}" for r in map(json.loads, itertools.islice(f, 8))]
     cfg = OmegaConf.load(ROOT / "conf" / "config.yaml").train
-    cfg = OmegaConf.merge(cfg, {"epochs": 1, "max_length": 256, "memory": memory_mode})
+    cfg = OmegaConf.merge(cfg, memory_train(memory_mode), {"epochs": 1, "max_length": 256})
     stages = Stages(Path(tempfile.gettempdir()) / f"bench_memory_train_{memory_mode}.json")
     before = status_mb("VmRSS")
     train.finetune = stages.wrap(train.finetune, "fine-tune")
     res = train.finetune(model, tok, texts, cfg, Accelerator(cpu=True))
-    print(f"train.memory={memory_mode}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
+    print(f"memory={memory_mode}: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters, "
           f"RSS before {before:.0f} MB, fine-tune peak {stages.peak['fine-tune']:.0f} MB, "
           f"{stages.seconds['fine-tune']:.0f} s, loss {res.loss:.6f}, tokens {res.tokens}")
 
@@ -201,8 +214,9 @@ def main() -> None:
     p.add_argument("--per-label", type=int, default=10, help="data.per_label (README: 10; the batch shapes, which "
                    "set the peaks, are the same from 4 up)")
     p.add_argument("--jobs", type=int, default=1, help="variants run at once (peaks are per process; times are not)")
-    p.add_argument("--floor", action="store_true", help="only measure the fine-tuning floor (weights + AdamW)")
-    p.add_argument("--train-step", choices=["default", "low"], help="only measure one fine-tuning step")
+    p.add_argument("--floor", nargs="?", const="default", choices=MEMORY,
+                   help="only measure the fine-tuning floor (weights + AdamW) under memory=MODE")
+    p.add_argument("--train-step", choices=MEMORY, help="only measure one fine-tuning step under memory=MODE")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     p.add_argument("overrides", nargs="*", help="extra key=value overrides (worker only)")
@@ -210,7 +224,7 @@ def main() -> None:
     if args.worker:
         return worker(args)
     if args.floor:
-        return floor()
+        return floor(args.floor)
     if args.train_step:
         return train_step(args.train_step)
     if not DATA.is_file():

@@ -7,15 +7,91 @@
   of them (for SmolLM2-135M: 0.54 GB -> 0.11 GB, its tied embedding). Gradient clipping needs the total norm
   before any update: with `max_grad_norm` a first backward pass only measures the norms (each gradient freed at
   once), a second one clips by the same factor `clip_grad_norm_` uses and steps (~1 extra backward).
-Needs one process and `grad_accum: 1` (the update happens inside backward)."""
+Needs one process and `grad_accum: 1` (the update happens inside backward).
+
+Two more savings change results in the last bits or beyond, so each is its own key (the `memory=low` group sets all):
+- `train.loss_chunk` (`token_nll`): the LM head and its cross-entropy run on `chunk` positions at a time (recomputed
+  in backward), never on the whole [batch, length, vocab] logits; another summation order of the loss.
+- `train.optimizer_state: bf16` (`AdamW`): AdamW's two moments stored in bf16 with stochastic rounding (unbiased,
+  so the second moment's 0.1% updates are not rounded away), computed in fp32: half the optimizer memory."""
 
 from __future__ import annotations
 
+import math
+
 import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from bias_amp.errors import check
 
 MODES = ("default", "low")
+STATES = ("fp32", "bf16")
+SLICE = 1 << 20                  # AdamW(bf16 state) works in fp32 on this many elements at a time
+
+
+def chunkable(model) -> bool:
+    """The LM head can run apart from the blocks: logits = head(base_model(x)), no scaling or softcapping."""
+    c = model.config
+    return (model.get_output_embeddings() is not None and model.base_model is not model
+            and getattr(c, "final_logit_softcapping", None) is None and getattr(c, "logit_scale", None) is None)
+
+
+def token_nll(model, input_ids, attention_mask, labels, chunk: int) -> torch.Tensor:
+    """Next-token NLL per position, [batch, length] (position t predicts labels[:, t + 1]; 0 where that is -100
+    and at the last position), from the LM head on `chunk` positions at a time: the head's [chunk, vocab]
+    logits are made (and, with grad, remade in backward) one chunk at a time."""
+    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]
+    head, targets = model.get_output_embeddings(), F.pad(labels[:, 1:], (0, 1), value=-100)
+    h, y = hidden.flatten(0, 1), targets.flatten()
+
+    def nll(hh, yy):
+        return F.cross_entropy(head(hh).float(), yy, ignore_index=-100, reduction="none")
+
+    grad = torch.is_grad_enabled()
+    parts = [checkpoint(nll, h[s:s + chunk], y[s:s + chunk], use_reentrant=False) if grad
+             else nll(h[s:s + chunk], y[s:s + chunk]) for s in range(0, len(y), chunk)]
+    return torch.cat(parts).view_as(targets)
+
+
+def to_bf16_stochastic(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """fp32 -> bf16 rounded up or down at random, in proportion to the distance (E[result] = x)."""
+    noise = torch.randint(0, 1 << 16, x.shape, dtype=torch.int32, device=x.device, generator=generator)
+    return ((x.view(torch.int32) + noise) & -65536).view(torch.float32).to(torch.bfloat16)
+
+
+class AdamW(torch.optim.Optimizer):
+    """torch.optim.AdamW's update (decoupled weight decay, bias correction, no amsgrad) with bf16 moments,
+    stochastically rounded from a generator seeded with `seed`; the update itself is computed in fp32."""
+
+    def __init__(self, params, lr: float, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.01,
+                 seed: int = 0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, (b1, b2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state.update(step=0, exp_avg=torch.zeros_like(p, dtype=torch.bfloat16),
+                                 exp_avg_sq=torch.zeros_like(p, dtype=torch.bfloat16))
+                state["step"] += 1
+                t = state["step"]
+                size, root = lr / (1 - b1 ** t), math.sqrt(1 - b2 ** t)
+                w, g = p.view(-1), p.grad.view(-1)
+                m_all, v_all = state["exp_avg"].view(-1), state["exp_avg_sq"].view(-1)
+                for s in range(0, w.numel(), SLICE):
+                    gs, ws = g[s:s + SLICE].float(), w[s:s + SLICE]
+                    m = m_all[s:s + SLICE].float().lerp_(gs, 1 - b1)
+                    v = v_all[s:s + SLICE].float().mul_(b2).addcmul_(gs, gs, value=1 - b2)
+                    ws.mul_(1 - lr * wd).addcdiv_(m, v.sqrt().div_(root).add_(eps), value=-size)
+                    m_all[s:s + SLICE] = to_bf16_stochastic(m, self.generator)
+                    v_all[s:s + SLICE] = to_bf16_stochastic(v, self.generator)
 
 
 class StepInBackward:
@@ -56,6 +132,11 @@ class StepInBackward:
 def validate(cfg, key: str = "train") -> None:
     mode = cfg.get("memory", "default")
     check(mode in MODES, f"{key}.memory", f"one of {list(MODES)}", mode)
+    chunk = cfg.get("loss_chunk")
+    check(chunk is None or (isinstance(chunk, int) and not isinstance(chunk, bool) and chunk >= 1),
+          f"{key}.loss_chunk", "null or an integer >= 1", chunk)
+    state = cfg.get("optimizer_state", "fp32")
+    check(state in STATES, f"{key}.optimizer_state", f"one of {list(STATES)}", state)
     if mode == "low":
         check(cfg.grad_accum == 1, f"{key}.grad_accum", "1 with memory=low (the update happens in backward)",
               cfg.grad_accum)

@@ -94,6 +94,14 @@ def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), shifted.flatten(), ignore_index=-100, reduction="sum")
 
 
+def loss_sum_of(model, inputs: dict, labels: torch.Tensor, chunk: int | None = None) -> torch.Tensor:
+    """token_loss_sum of `model` on a batch; with `chunk` (train.loss_chunk) the LM head runs on that many
+    positions at a time (memory.token_nll): no [batch, length, vocab] logits, another summation order."""
+    if chunk and memory.chunkable(model):
+        return memory.token_nll(model, inputs["input_ids"], inputs["attention_mask"], labels, chunk).sum()
+    return token_loss_sum(model(**inputs).logits, labels)
+
+
 def param_groups(model, weight_decay: float) -> list[dict]:
     """Weight decay on matrices only (biases and norms excluded), as HF Trainer does."""
     decay, no_decay = [], []
@@ -115,7 +123,10 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
     total_steps = math.ceil(per_epoch / cfg.grad_accum) * cfg.epochs
     # fused AdamW (HF Trainer's default too): one kernel, no foreach temporaries the size of the parameters
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in model.parameters())
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=fused)
+    if cfg.get("optimizer_state", "fp32") == "bf16":      # bf16 moments, stochastically rounded (memory.py)
+        optimizer = memory.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, seed=seed)
+    else:
+        optimizer = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, fused=fused)
     scheduler = get_scheduler(cfg.scheduler, optimizer, num_warmup_steps=cfg.warmup_steps,
                               num_training_steps=total_steps)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -123,6 +134,8 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
     if cfg.get("memory", "default") == "low":
         check(world == 1, "train.memory", "default under several processes (low steps inside backward)", "low")
         low = memory.LowMemory(model, getattr(optimizer, "optimizer", optimizer), cfg.max_grad_norm)
+    chunk = cfg.get("loss_chunk")
+    check(world == 1 or not chunk, "train.loss_chunk", "null under several processes (the head runs unwrapped)", chunk)
     forward = torch.compile(model) if cfg.get("compile") else model
     model.train()
     lengths = [len(e) for e in examples]
@@ -139,8 +152,7 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
             inputs = collate([examples[j] for j in local], tokenizer.pad_token_id, accelerator.device)
             labels = inputs.pop("labels")
             with numeric.autocast(precision, accelerator.device):
-                logits = forward(**inputs).logits
-            loss_sum = token_loss_sum(logits, labels) * weight
+                loss_sum = loss_sum_of(forward, inputs, labels, chunk) * weight
             scaled = loss_sum * world / (targets * cfg.grad_accum)  # DDP averages over processes
             if low is None:
                 accelerator.backward(scaled)

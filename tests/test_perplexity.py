@@ -55,3 +55,18 @@ def test_validation_messages():
         validate(OmegaConf.merge(cfg, {"max_length": 128}))
     with pytest.raises(ConfigError, match=r"^perplexity.model: expected an existing model directory"):
         validate(OmegaConf.merge(cfg, {"model": "./no/such/dir"}))
+
+
+def test_the_lm_head_runs_on_chunks_of_positions(tiny_model, tiny_tokenizer, monkeypatch):
+    """No [batch, length, vocab] logits (SmolLM2: 1.6 GB per batch): the head sees CHUNK positions at a time,
+    and the perplexities are those of the whole-logits computation."""
+    from bias_amp.metrics import perplexity
+
+    whole = perplexities(tiny_model, tiny_tokenizer, TEXTS, max_length=16, stride=8, batch_size=4)
+    rows = []
+    handle = tiny_model.lm_head.register_forward_hook(lambda _m, args, _o: rows.append(args[0].shape[0]))
+    monkeypatch.setattr(perplexity, "CHUNK", 5)
+    chunked = perplexities(tiny_model, tiny_tokenizer, TEXTS, max_length=16, stride=8, batch_size=4)
+    handle.remove()
+    assert max(rows) == 5 and sum(rows) > 16
+    assert np.allclose(chunked, whole, rtol=1e-6)
