@@ -142,7 +142,7 @@ def floor(mode: str) -> None:
                                                                                         fused=True)
     low = memory.LowMemory(model.train(), optimizer, 1.0)
     ids = torch.tensor([tok("The senate voted on the bill after a long debate about the budget.").input_ids[:16]])
-    low.backward(model(input_ids=ids, labels=ids).loss)
+    low.backward(lambda: model(input_ids=ids, labels=ids).loss)
     low.close()
     rss[f"+ AdamW moments ({'bf16' if bf16 else 'fp32'}, one step)"] = status_mb("VmRSS")
     print(f"floor: {n / 1e6:.1f} M parameters = {n * 4 / 2**20:.0f} MB fp32 weights, "

@@ -16,7 +16,7 @@ import pandas as pd
 from accelerate.utils import gather_object, set_seed
 from omegaconf import DictConfig, OmegaConf
 
-from bias_amp import data, faults, io, mitigation, models, precision, probes, synth, tracking, train
+from bias_amp import data, faults, io, memory, mitigation, models, precision, probes, synth, tracking, train
 from bias_amp.classifier.cache import trained_instruments
 from bias_amp.layout import METRICS_COLUMNS, is_done, seed_for, version_name
 from bias_amp.metrics.scorer import Scorer, summarize
@@ -34,6 +34,8 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
     try:
         # config, corpus, hub models, output dir and resume: all checked before any model loads
         real = validate_run(cfg, out, write=acc.is_main_process)
+        if cfg.train.memory == "low":
+            memory.return_freed_memory()                        # for every stage, not fine-tuning alone
         acc.wait_for_everyone()                                 # an overwritten run dir is empty for all
         probe = probe_set(cfg)       # held-out right/left articles defining b̂ (None: c_t not measured)
         real_texts = [a.text(cfg.data.template) for a in real]

@@ -151,13 +151,18 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
             weight = 1.0 if batch[rank::world] else 0.0
             inputs = collate([examples[j] for j in local], tokenizer.pad_token_id, accelerator.device)
             labels = inputs.pop("labels")
-            with numeric.autocast(precision, accelerator.device):
-                loss_sum = loss_sum_of(forward, inputs, labels, chunk) * weight
-            scaled = loss_sum * world / (targets * cfg.grad_accum)  # DDP averages over processes
+            def compute(inputs=inputs, labels=labels, weight=weight):
+                with numeric.autocast(precision, accelerator.device):
+                    return loss_sum_of(forward, inputs, labels, chunk) * weight
+
+            def scaled(loss, targets=targets):
+                return loss * world / (targets * cfg.grad_accum)  # DDP averages over processes
+
             if low is None:
-                accelerator.backward(scaled)
+                loss_sum = compute()
+                accelerator.backward(scaled(loss_sum))
             else:
-                low.backward(scaled)             # also clips and steps
+                loss_sum = low.backward(compute, scaled)  # also clips and steps
             if (i + 1) % cfg.grad_accum == 0 or i + 1 == per_epoch:
                 if grad_hook is not None:        # (step, model): may read or change the gradients (projection.py)
                     grad_hook(steps + 1, model)
