@@ -168,12 +168,16 @@ def _split(row: dict) -> tuple[dict, dict]:
 @contextlib.contextmanager
 def stage(run_dir: Path, version: str, name: str, enabled: bool = True) -> Iterator[None]:
     """Time one stage of one version (train, synthesis, scoring, probe) into `run_dir/run.log`; a stage
-    that raises is logged as failed. One appended line each (append is atomic enough for a log)."""
+    that raises is logged as failed. One appended line each (append is atomic enough for a log). What the
+    stage freed is collected (memory.trim: under memory=low also given back to the OS)."""
     start, status = time.perf_counter(), "failed"
     try:
         yield
         status = "done"
     finally:
+        from bias_amp import memory
+
+        memory.trim()
         if enabled:
             note(run_dir, f"{version:<8} {name:<10} {time.perf_counter() - start:8.1f}s {status}")
 
