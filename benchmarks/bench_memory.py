@@ -18,6 +18,7 @@ Two quicker probes of the fine-tuning stage, where the floor is (MODE: a conf/me
 
     .venv/bin/python benchmarks/bench_memory.py --jobs 3                # ~20 min on 2 quiet cores
     .venv/bin/python benchmarks/bench_memory.py --variants lowmem,lowmem-bf16 --jobs 2
+    .venv/bin/python benchmarks/bench_memory.py --variants lowmem --cache /tmp/warm   # twice: the 2nd run is warm
     .venv/bin/python benchmarks/bench_memory.py --floor low
     .venv/bin/python benchmarks/bench_memory.py --train-step default; ... --train-step low
 """
@@ -185,7 +186,8 @@ def train_step(memory_mode: str) -> None:
 
 
 def run_variant(name: str, args, tmp: Path) -> dict:
-    env = dict(os.environ, WANDB_MODE="disabled", BIAS_AMP_CACHE=str(tmp / f"cache-{name}"), TQDM_DISABLE="1")
+    cache = args.cache or tmp / f"cache-{name}"          # a fresh cache trains the smoke instruments in the run
+    env = dict(os.environ, WANDB_MODE="disabled", BIAS_AMP_CACHE=str(cache), TQDM_DISABLE="1")
     cwd = ROOT
     if name == "before":
         src = tmp / "src-before"
@@ -213,6 +215,8 @@ def main() -> None:
     p.add_argument("--generations", type=int, default=1)
     p.add_argument("--per-label", type=int, default=10, help="data.per_label (README: 10; the batch shapes, which "
                    "set the peaks, are the same from 4 up)")
+    p.add_argument("--cache", help="BIAS_AMP_CACHE for every variant (default: a fresh one each, so the smoke "
+                   "instruments are trained inside the measured run; a warm one measures every later run)")
     p.add_argument("--jobs", type=int, default=1, help="variants run at once (peaks are per process; times are not)")
     p.add_argument("--floor", nargs="?", const="default", choices=MEMORY,
                    help="only measure the fine-tuning floor (weights + AdamW) under memory=MODE")
