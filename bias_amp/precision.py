@@ -87,9 +87,11 @@ def of(cfg, device) -> str:
     return resolve(cfg.get("precision") or "fp32", device)
 
 
-def autocast(precision: str, device):
-    """Training compute: bf16 autocast on the device, or nothing for fp32."""
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+def autocast(precision: str, device, cache: bool = True):
+    """Training compute: bf16 autocast on the device, or nothing for fp32. `cache=False`: the bf16 copy of a
+    weight is made at each use, not kept for the whole forward (memory=low: -0.26 GB on SmolLM2; same values)."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16",
+                          cache_enabled=cache)
 
 
 @contextlib.contextmanager

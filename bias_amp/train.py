@@ -152,7 +152,7 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
             inputs = collate([examples[j] for j in local], tokenizer.pad_token_id, accelerator.device)
             labels = inputs.pop("labels")
             def compute(inputs=inputs, labels=labels, weight=weight):
-                with numeric.autocast(precision, accelerator.device):
+                with numeric.autocast(precision, accelerator.device, cache=low is None):
                     return loss_sum_of(forward, inputs, labels, chunk) * weight
 
             def scaled(loss, targets=targets):

@@ -17,22 +17,24 @@ CFG = dict(max_length=32, unit="truncate", epochs=2, batch_size=4, lr=1e-3, weig
            warmup_steps=0, grad_accum=1, max_grad_norm=1.0, group_by_length=True, compile=False)
 
 
-def trained(tokenizer, **overrides):
+def trained(tokenizer, precision="fp32", **overrides):
     """A fresh tiny GPT-2 (tied embeddings, dropout on) fine-tuned with CFG | overrides: (state dict, result)."""
     model = tiny_lm(tokenizer, n_layer=2, n_embd=32, n_head=2, n_positions=64, seed=1)
     acc = Accelerator(cpu=True)
     try:
         torch.manual_seed(0)                 # dropout masks: the same RNG stream on both paths
-        res = finetune(model, tokenizer, SENTENCES[:20], OmegaConf.create(CFG | overrides), acc, seed=0)
+        res = finetune(model, tokenizer, SENTENCES[:20], OmegaConf.create(CFG | overrides), acc, seed=0,
+                       precision=precision)
     finally:
         tracking.finish(acc)
     return {k: v.clone() for k, v in model.state_dict().items()}, res, model
 
 
-@pytest.mark.parametrize("max_grad_norm", [0.05, 0.0])   # clipping active on every step / no clipping
-def test_low_memory_training_gives_the_same_weights(tiny_tokenizer, max_grad_norm):
-    plain, res_plain, _ = trained(tiny_tokenizer, max_grad_norm=max_grad_norm)
-    low, res_low, model = trained(tiny_tokenizer, max_grad_norm=max_grad_norm, memory="low")
+@pytest.mark.parametrize("max_grad_norm, precision", [(0.05, "fp32"), (0.0, "fp32"), (0.05, "bf16")])
+def test_low_memory_training_gives_the_same_weights(tiny_tokenizer, max_grad_norm, precision):
+    """Clipping active on every step / no clipping; bf16 autocast without its weight cache: the same casts."""
+    plain, res_plain, _ = trained(tiny_tokenizer, precision, max_grad_norm=max_grad_norm)
+    low, res_low, model = trained(tiny_tokenizer, precision, max_grad_norm=max_grad_norm, memory="low")
     assert res_low.steps == res_plain.steps == 10
     assert res_low.loss == res_plain.loss
     assert all(torch.equal(plain[k], low[k]) for k in plain), [k for k in plain if not torch.equal(plain[k], low[k])]
