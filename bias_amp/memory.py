@@ -27,7 +27,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from bias_amp.errors import check
 
@@ -59,27 +58,55 @@ def trim() -> None:
 
 
 def chunkable(model) -> bool:
-    """The LM head can run apart from the blocks: logits = head(base_model(x)), no scaling or softcapping."""
-    c = model.config
-    return (model.get_output_embeddings() is not None and model.base_model is not model
+    """The LM head can run apart from the blocks: logits = h @ Wᵀ (a bias-free linear head), no scaling or
+    softcapping."""
+    c, head = model.config, model.get_output_embeddings()
+    return (isinstance(head, torch.nn.Linear) and head.bias is None and model.base_model is not model
             and getattr(c, "final_logit_softcapping", None) is None and getattr(c, "logit_scale", None) is None)
+
+
+class HeadNLL(torch.autograd.Function):
+    """NLL per row of softmax(h Wᵀ) at targets y (-100: 0), `chunk` rows at a time. Forward keeps no logits;
+    backward remakes each chunk's and adds its Wᵀ-gradient into one buffer (no [vocab, hidden] temporary per
+    chunk). Matmuls in the autocast dtype when autocast is on (as nn.Linear under it), else in h's dtype."""
+
+    @staticmethod
+    def forward(ctx, h, weight, y, chunk):
+        dev = h.device.type
+        ctx.dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
+        ctx.chunk = chunk
+        ctx.save_for_backward(h, weight, y)
+        w = weight.to(ctx.dtype)
+        return torch.cat([F.cross_entropy((h[s:s + chunk].to(ctx.dtype) @ w.t()).float(), y[s:s + chunk],
+                                          ignore_index=-100, reduction="none") for s in range(0, len(y), chunk)])
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        h, weight, y = ctx.saved_tensors
+        w, chunk = weight.to(ctx.dtype), ctx.chunk
+        grad_h, grad_w = torch.empty_like(h), torch.zeros_like(weight)
+        for s in range(0, len(y), chunk):
+            hc, yc = h[s:s + chunk].to(ctx.dtype), y[s:s + chunk]
+            d = torch.softmax((hc @ w.t()).float(), -1)                   # d NLL / d logits = softmax - onehot
+            keep = yc != -100
+            d[keep, yc[keep]] -= 1
+            d.mul_((grad_out[s:s + chunk] * keep)[:, None])
+            grad_h[s:s + chunk] = (d.to(ctx.dtype) @ w).to(h.dtype)
+            if grad_w.dtype == ctx.dtype:
+                grad_w.addmm_(d.t().to(ctx.dtype), hc)
+            else:                                                         # fp32 master weight, bf16 compute
+                grad_w.add_(d.t().to(ctx.dtype) @ hc)
+        return grad_h, grad_w, None, None
 
 
 def token_nll(model, input_ids, attention_mask, labels, chunk: int) -> torch.Tensor:
     """Next-token NLL per position, [batch, length] (position t predicts labels[:, t + 1]; 0 where that is -100
-    and at the last position), from the LM head on `chunk` positions at a time: the head's [chunk, vocab]
-    logits are made (and, with grad, remade in backward) one chunk at a time."""
+    and at the last position), from the LM head on `chunk` positions at a time (HeadNLL): never the whole
+    [batch, length, vocab] logits, in forward or backward."""
     hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]
-    head, targets = model.get_output_embeddings(), F.pad(labels[:, 1:], (0, 1), value=-100)
-    h, y = hidden.flatten(0, 1), targets.flatten()
-
-    def nll(hh, yy):
-        return F.cross_entropy(head(hh).float(), yy, ignore_index=-100, reduction="none")
-
-    grad = torch.is_grad_enabled()
-    parts = [checkpoint(nll, h[s:s + chunk], y[s:s + chunk], use_reentrant=False) if grad
-             else nll(h[s:s + chunk], y[s:s + chunk]) for s in range(0, len(y), chunk)]
-    return torch.cat(parts).view_as(targets)
+    targets = F.pad(labels[:, 1:], (0, 1), value=-100)
+    nll = HeadNLL.apply(hidden.flatten(0, 1), model.get_output_embeddings().weight, targets.flatten(), chunk)
+    return nll.view_as(targets)
 
 
 def to_bf16_stochastic(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
