@@ -1,8 +1,8 @@
 """Held-out check of the study's classifier-free leaning (STUDY.md): per article, the mean per-token log-likelihood
 of right- and left-labelled AllSides articles that neither trained the LM nor defined b̂ (drawn from
 train.jsonl.gz, whose articles the loop never uses), under the base model and each run's final checkpoint.
-gap = mean over right articles - mean over left articles (> 0: the model prefers right text); the change from
-the base model gets a paired bootstrap 95% CI over articles.
+gap = mean over right articles - mean over left articles (> 0: the model prefers right text); its change from
+the base model, and its difference from greedy-none's final model, get paired bootstrap 95% CIs over articles.
 
     python studies/study/heldout_gap.py multirun/study --per-label 100 --out studies/study/heldout_gap.csv
 (needs the runs' checkpoints: run it in the sitting that ran the study; keep_checkpoints: last keeps gen_10)
@@ -63,13 +63,17 @@ def main() -> None:
     def gap(lp, r=idx_r, l_=idx_l):
         return lp[r].mean() - lp[l_].mean()
 
+    none = next((lp for name, lp in versions.items() if name.startswith("greedy-none/")), None)
     rows = []
     for name, lp in versions.items():
-        d = lp - versions["base"]
-        deltas = [gap(d, r, l_) for r, l_ in boot]
-        rows.append({"model": name, "n_right": len(idx_r), "n_left": len(idx_l), "logp_right": lp[right].mean(),
-                     "logp_left": lp[~right].mean(), "gap": gap(lp), "gap_change": gap(d),
-                     "gap_change_ci_low": np.quantile(deltas, 0.025), "gap_change_ci_high": np.quantile(deltas, 0.975)})
+        row = {"model": name, "n_right": len(idx_r), "n_left": len(idx_l), "logp_right": lp[right].mean(),
+               "logp_left": lp[~right].mean(), "gap": gap(lp)}
+        for key, ref in (("gap_change", versions["base"]), ("gap_vs_greedy_none", none)):
+            if ref is not None:                    # paired over articles: the same resamples for every model
+                deltas = [gap(lp - ref, r, l_) for r, l_ in boot]
+                row |= {key: gap(lp - ref), f"{key}_ci_low": np.quantile(deltas, 0.025),
+                        f"{key}_ci_high": np.quantile(deltas, 0.975)}
+        rows.append(row)
     table = pd.DataFrame(rows)
     io.write_csv(args.out, table)
     print(table.to_string(index=False))
