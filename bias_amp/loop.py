@@ -38,7 +38,7 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
         acc.wait_for_everyone()                                 # an overwritten run dir is empty for all
         probe = probe_set(cfg)       # held-out right/left articles defining b̂ (None: c_t not measured)
         real_texts = [a.text(cfg.data.template) for a in real]
-        memory.trim()                       # the corpus's parse is freed (as at the end of every stage)
+        memory.trim()                       # the corpus's parse is freed (tracking.stage does so after every stage)
         base = lambda: models.load_lm(cfg.model, corpus=real_texts, seed=cfg.seed)  # noqa: E731
         reference = models.Reloadable(base, out / ".reference")   # the Scorer's perplexity model, read when scoring
         scorer = Scorer(cfg, device=acc.device, base_model_loader=reference.load, trained=trained_instruments(cfg))
@@ -90,7 +90,6 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
                 data.Article(a["id"], a["label"], "", a["text"]) for a in io.read_jsonl(out / version_name(g - 1) / "articles.jsonl")]
             finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
                            {**result.to_dict(), "data": batch.origin, "projection": tracker and tracker.finish()})
-            memory.trim()
         acc.wait_for_everyone()
         if cfg.keep_checkpoints == "none" and acc.is_main_process:
             shutil.rmtree(out / "checkpoints", ignore_errors=True)

@@ -14,8 +14,8 @@
 Needs one process and `grad_accum: 1` (the update happens inside backward).
 
 Two more savings change results in the last bits or beyond, so each is its own key (the `memory=low` group sets all):
-- `train.loss_chunk` (`token_nll`): the LM head and its cross-entropy run on `chunk` positions at a time (recomputed
-  in backward), never on the whole [batch, length, vocab] logits; another summation order of the loss.
+- `train.loss_chunk` (`token_nll`, `HeadNLL`): the LM head and its cross-entropy run on `chunk` positions at a time
+  (remade in backward), never on the whole [batch, length, vocab] logits; another summation order of the loss.
 - `train.optimizer_state: bf16` (`AdamW`): AdamW's two moments stored in bf16 with stochastic rounding (unbiased,
   so the second moment's 0.1% updates are not rounded away), computed in fp32: half the optimizer memory."""
 
@@ -28,7 +28,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from bias_amp.errors import check
+from bias_amp.errors import check, check_range
 
 MODES = ("default", "low")
 STATES = ("fp32", "bf16")
@@ -193,9 +193,8 @@ class StepInBackward:
 def validate(cfg, key: str = "train") -> None:
     mode = cfg.get("memory", "default")
     check(mode in MODES, f"{key}.memory", f"one of {list(MODES)}", mode)
-    chunk = cfg.get("loss_chunk")
-    check(chunk is None or (isinstance(chunk, int) and not isinstance(chunk, bool) and chunk >= 1),
-          f"{key}.loss_chunk", "null or an integer >= 1", chunk)
+    if cfg.get("loss_chunk") is not None:
+        check_range(cfg.loss_chunk, f"{key}.loss_chunk", 1, integer=True)
     state = cfg.get("optimizer_state", "fp32")
     check(state in STATES, f"{key}.optimizer_state", f"one of {list(STATES)}", state)
     if mode == "low":
