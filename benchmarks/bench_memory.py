@@ -65,6 +65,7 @@ class Stages:
     def __init__(self, dump: Path):
         self.dump, self.open = dump, []
         self.peak: dict[str, float] = {}
+        self.entry: dict[str, float] = {}          # RSS when the stage was first entered
         self.seconds: dict[str, float] = {}
         self.since = time.perf_counter()
         self.mark()
@@ -78,11 +79,13 @@ class Stages:
         self.since = now
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
-        self.dump.write_text(json.dumps({"peak_mb": self.peak, "seconds": self.seconds, "open": self.open}))
+        self.dump.write_text(json.dumps({"peak_mb": self.peak, "entry_mb": self.entry, "seconds": self.seconds,
+                                              "open": self.open}))
 
     def wrap(self, fn, name):
         def wrapped(*args, **kwargs):
             self.mark()
+            self.entry.setdefault(name, status_mb("VmRSS"))
             self.open.append(name)
             try:
                 return fn(*args, **kwargs)
@@ -113,7 +116,7 @@ def worker(args) -> None:
         if e.code:
             raise
     stages.mark()
-    print("RESULT " + json.dumps({"peak_mb": stages.peak, "seconds": stages.seconds,
+    print("RESULT " + json.dumps({"peak_mb": stages.peak, "entry_mb": stages.entry, "seconds": stages.seconds,
                                   "wall_s": time.perf_counter() - start}))
 
 
@@ -245,7 +248,9 @@ def main() -> None:
             print(f"\n== {name} {' '.join(VARIANTS[name])}: peak {max(r['peak_mb'].values()):.0f} MB, "
                   f"wall {r['wall_s']:.0f} s")
             for stage, mb in sorted(r["peak_mb"].items(), key=lambda kv: -kv[1]):
-                print(f"  {stage:16s} peak {mb:7.0f} MB  {r['seconds'].get(stage, 0):7.1f} s")
+                entry = r.get("entry_mb", {}).get(stage)
+                print(f"  {stage:16s} peak {mb:7.0f} MB  {r['seconds'].get(stage, 0):7.1f} s"
+                      + (f"  (RSS {entry:.0f} MB on first entry)" if entry else ""))
             print("  metrics.csv:\n    " + "\n    ".join(r["metrics"].splitlines()))
     ref = "before" if "before" in results else next(iter(results))
     base = max(results[ref]["peak_mb"].values())

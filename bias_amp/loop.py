@@ -40,7 +40,7 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
         real_texts = [a.text(cfg.data.template) for a in real]
         memory.trim()                       # the corpus's parse is freed (tracking.stage does so after every stage)
         base = lambda: models.load_lm(cfg.model, corpus=real_texts, seed=cfg.seed)  # noqa: E731
-        reference = models.Reloadable(base, out / ".reference")   # the Scorer's perplexity model, read when scoring
+        reference = models.Reloadable(base, out / ".reference", cfg.precision)  # the Scorer's perplexity model
         scorer = Scorer(cfg, device=acc.device, base_model_loader=reference.load, trained=trained_instruments(cfg))
         if acc.is_main_process:
             io.write_jsonl(out / "real.jsonl", [vars(a) for a in real])

@@ -9,8 +9,11 @@
   freed at once), a second one clips by the same factor `clip_grad_norm_` uses and steps (~1 extra step).
 - freed memory returned: glibc's threshold for serving an allocation by mmap rises (up to 32 MiB) as large blocks
   are freed, and blocks below it stay resident after free: ~0.9 GB of a SmolLM2 step's freed activations. Under
-  `memory=low` the threshold is fixed at 1 MiB for the process (`return_freed_memory`), so large blocks go back to
-  the OS when freed (a page fault per reuse: a few % slower).
+  `memory=low` the threshold is fixed at 128 KiB for the process (`return_freed_memory`), so blocks that large go
+  back to the OS when freed (a page fault per reuse: a few % slower; 1 MiB kept ~20 MiB more at a SmolLM2 step's
+  peak and ~140 MiB of free heap after fine-tuning).
+- a tied input embedding (`token_nll`, `TiedRows`): the LM head's [vocab, hidden] weight gradient is made at the
+  end of backward, not held while the blocks run backward (bit for bit; -86 MiB at a SmolLM2 step's peak).
 Needs one process and `grad_accum: 1` (the update happens inside backward).
 
 Two more savings change results in the last bits or beyond, so each is its own key (the `memory=low` group sets all):
@@ -32,8 +35,9 @@ from bias_amp.errors import check, check_range
 
 MODES = ("default", "low")
 STATES = ("fp32", "bf16")
+ROWS = 4096                      # HeadNLL's bf16 weight gradient is made this many vocabulary rows at a time
 SLICE = 1 << 20                  # AdamW(bf16 state) works in fp32 on this many elements at a time
-MMAP_THRESHOLD = 1 << 20         # bytes: glibc serves (and returns) allocations this large by mmap under memory=low
+MMAP_THRESHOLD = 1 << 17         # bytes: glibc serves (and returns) allocations this large by mmap under memory=low
 
 
 _returning = False                # return_freed_memory() succeeded in this process
@@ -68,13 +72,15 @@ def chunkable(model) -> bool:
 class HeadNLL(torch.autograd.Function):
     """NLL per row of softmax(h Wᵀ) at targets y (-100: 0), `chunk` rows at a time. Forward keeps no logits;
     backward remakes each chunk's and adds its Wᵀ-gradient into one buffer (no [vocab, hidden] temporary per
-    chunk). Matmuls in the autocast dtype when autocast is on (as nn.Linear under it), else in h's dtype."""
+    chunk). Matmuls in the autocast dtype when autocast is on (as nn.Linear under it), else in h's dtype.
+    With `tied` (the TiedRows of the same weight) the Wᵀ-gradient is made later, by TiedRows' backward at the
+    very end of the backward pass, so that [vocab, hidden] buffer is not held while the blocks run backward."""
 
     @staticmethod
-    def forward(ctx, h, weight, y, chunk):
+    def forward(ctx, h, weight, y, chunk, tied=None):
         dev = h.device.type
         ctx.dtype = torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else h.dtype
-        ctx.chunk = chunk
+        ctx.chunk, ctx.tied = chunk, tied
         ctx.save_for_backward(h, weight, y)
         w = weight.to(ctx.dtype)
         return torch.cat([F.cross_entropy((h[s:s + chunk].to(ctx.dtype) @ w.t()).float(), y[s:s + chunk],
@@ -84,28 +90,86 @@ class HeadNLL(torch.autograd.Function):
     def backward(ctx, grad_out):
         h, weight, y = ctx.saved_tensors
         w, chunk = weight.to(ctx.dtype), ctx.chunk
-        grad_h, grad_w = torch.empty_like(h), torch.zeros_like(weight)
+        grad_h, grad_w = torch.empty_like(h), None if ctx.tied else torch.zeros_like(weight)
+        for s, hc, d in HeadNLL.dlogits(h, w, y, grad_out, chunk):
+            grad_h[s:s + chunk] = (d.to(ctx.dtype) @ w).to(h.dtype)
+            if grad_w is not None:
+                HeadNLL.add_grad_weight(grad_w, d, hc)
+        if ctx.tied:
+            ctx.tied.head = lambda: HeadNLL.grad_weight(h, weight, y, grad_out, chunk, ctx.dtype)
+        return grad_h, grad_w, None, None, None
+
+    @staticmethod
+    def dlogits(h, w, y, grad_out, chunk):
+        """(start, h chunk, d loss / d logits) per chunk: softmax - onehot, times the rows' upstream gradient."""
         for s in range(0, len(y), chunk):
-            hc, yc = h[s:s + chunk].to(ctx.dtype), y[s:s + chunk]
-            d = torch.softmax((hc @ w.t()).float(), -1)                   # d NLL / d logits = softmax - onehot
+            hc, yc = h[s:s + chunk].to(w.dtype), y[s:s + chunk]
+            d = torch.softmax((hc @ w.t()).float(), -1)
             keep = yc != -100
             d[keep, yc[keep]] -= 1
-            d.mul_((grad_out[s:s + chunk] * keep)[:, None])
-            grad_h[s:s + chunk] = (d.to(ctx.dtype) @ w).to(h.dtype)
-            if grad_w.dtype == ctx.dtype:
-                grad_w.addmm_(d.t().to(ctx.dtype), hc)
-            else:                                                         # fp32 master weight, bf16 compute
-                grad_w.add_(d.t().to(ctx.dtype) @ hc)
-        return grad_h, grad_w, None, None
+            yield s, hc, d.mul_((grad_out[s:s + chunk] * keep)[:, None])
+
+    @staticmethod
+    def add_grad_weight(grad_w, d, hc):
+        """grad_w += dᵀ hc in hc's dtype, with no [vocab, hidden] temporary."""
+        if grad_w.dtype == hc.dtype:
+            grad_w.addmm_(d.t().to(hc.dtype), hc)
+        else:                 # fp32 master weight, bf16 compute: a [ROWS, hidden] product at a time
+            dt = d.t().to(hc.dtype)
+            for r in range(0, len(grad_w), ROWS):
+                grad_w[r:r + ROWS].add_(dt[r:r + ROWS] @ hc)
+
+    @staticmethod
+    def grad_weight(h, weight, y, grad_out, chunk, dtype):
+        grad_w = torch.zeros_like(weight)
+        for _, hc, d in HeadNLL.dlogits(h, weight.to(dtype), y, grad_out, chunk):
+            HeadNLL.add_grad_weight(grad_w, d, hc)
+        return grad_w
+
+
+class TiedRows(torch.autograd.Function):
+    """embedding(ids, weight) for an input embedding tied to the LM head (token_nll). Its weight gradient is one
+    row per distinct id (padding excluded, as nn.Embedding), summed in the order the dense backward sums them,
+    added into the head's gradient that HeadNLL left to be made here: bit for bit the dense result, with one
+    [vocab, hidden] buffer that exists only at the end of the backward pass."""
+
+    @staticmethod
+    def forward(ctx, ids, weight, padding_idx):
+        ctx.save_for_backward(ids)
+        ctx.padding_idx, ctx.shape, ctx.head = padding_idx, weight.shape, None
+        return F.embedding(ids, weight, padding_idx)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (ids,) = ctx.saved_tensors
+        ids, rows = ids.reshape(-1), grad.reshape(-1, grad.shape[-1])
+        if ctx.padding_idx is not None:
+            keep = ids != ctx.padding_idx
+            ids, rows = ids[keep], rows[keep]
+        distinct, where = torch.unique(ids, return_inverse=True)
+        sums = rows.new_zeros(len(distinct), rows.shape[1]).index_add_(0, where, rows)
+        dense = ctx.head() if ctx.head else sums.new_zeros(ctx.shape)      # no head linked: the rows alone
+        return None, dense.index_put_((distinct,), sums, accumulate=True), None
+
+
+def tied(model) -> bool:
+    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
+    return isinstance(emb, torch.nn.Embedding) and head is not None and emb.weight is head.weight
 
 
 def token_nll(model, input_ids, attention_mask, labels, chunk: int) -> torch.Tensor:
     """Next-token NLL per position, [batch, length] (position t predicts labels[:, t + 1]; 0 where that is -100
     and at the last position), from the LM head on `chunk` positions at a time (HeadNLL): never the whole
-    [batch, length, vocab] logits, in forward or backward."""
-    hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]
+    [batch, length, vocab] logits, in forward or backward. A tied input embedding runs as TiedRows."""
+    weight, link = model.get_output_embeddings().weight, None
+    if tied(model) and torch.is_grad_enabled() and weight.requires_grad:
+        embeds = TiedRows.apply(input_ids, weight, model.get_input_embeddings().padding_idx)
+        link = embeds.grad_fn
+        hidden = model.base_model(inputs_embeds=embeds, attention_mask=attention_mask, use_cache=False)[0]
+    else:
+        hidden = model.base_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)[0]
     targets = F.pad(labels[:, 1:], (0, 1), value=-100)
-    nll = HeadNLL.apply(hidden.flatten(0, 1), model.get_output_embeddings().weight, targets.flatten(), chunk)
+    nll = HeadNLL.apply(hidden.flatten(0, 1), weight, targets.flatten(), chunk, link)
     return nll.view_as(targets)
 
 
@@ -219,3 +283,4 @@ class LowMemory:
         self.stepper.close()
         if self.checkpointing:
             self.model.activation_checkpointing_disable()
+            self.model.disable_input_require_grads()     # the hook enable added (transformers leaves it)

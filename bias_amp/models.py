@@ -4,6 +4,7 @@ Safetensors only; `trust_remote_code` only when the config says so; pad = EOS.""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
 from collections.abc import Iterable
@@ -122,12 +123,13 @@ def load_lm(cfg: DictConfig, *, corpus: Iterable[str] | None = None, seed: int =
     return model.to(dtype), tok
 
 
-def load_checkpoint(path: str | Path, trust_remote_code: bool = False):
-    """(model, tokenizer) saved by `save_checkpoint`."""
+def load_checkpoint(path: str | Path, trust_remote_code: bool = False, dtype: torch.dtype | None = None):
+    """(model, tokenizer) saved by `save_checkpoint`, in `dtype` (None: transformers' default)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=trust_remote_code)
+    kw = {"dtype": dtype} if dtype is not None else {}
+    model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=trust_remote_code, **kw)
     return model, set_pad(tok, model)
 
 
@@ -147,29 +149,34 @@ def save_checkpoint(model, tokenizer, path: str | Path) -> None:
 class Reloadable:
     """A model that only occupies memory while used: the first `load()` calls `loader` (or `keep()` is given a
     loaded copy) and keeps a safetensors copy on disk; later loads read that copy (a second or
-    two; no GGUF de-quantisation, no tokenizer training) in the first copy's dtype. The copy lives in `where` (the
-    loop: the run dir's `.reference/`, so a killed run leaves nothing elsewhere), else in a temporary directory.
-    The Scorer's base model for perplexity is one: it is held while scoring, not while the next generation
-    trains. `close()` deletes the copy."""
+    two; no GGUF de-quantisation, no tokenizer training). With `precision` the copy is kept and read in that
+    precision's dtype (the weights rounded as `precision.inference_weights` rounds them: a bf16 run's copy is half
+    the size, and reading it needs no fp32 copy on the way), else in the first copy's. The copy lives in `where`
+    (the loop: the run dir's `.reference/`, so a killed run leaves nothing elsewhere), else in a temporary
+    directory. The Scorer's base model for perplexity is one: it is held while scoring, not while the next
+    generation trains. `close()` deletes the copy."""
 
-    def __init__(self, loader, where: str | Path | None = None):
-        self.loader, self.where, self.dir, self.dtype = loader, where, None, None
+    def __init__(self, loader, where: str | Path | None = None, precision: str | None = None):
+        self.loader, self.where, self.precision, self.dir, self.dtype = loader, where, precision, None, None
 
     def keep(self, model, tok) -> None:
         """Take an already loaded copy (the loop's base model, before training) as the first load's."""
         import tempfile
 
+        from bias_amp import precision
+
         if self.dir is None:
             self.dir = Path(self.where) if self.where else Path(tempfile.mkdtemp(prefix="bias_amp_reference_"))
-            self.dtype = model.dtype
-            save_checkpoint(model, tok, self.dir / "model")
+            self.dtype = precision.DTYPES[self.precision] if self.precision else model.dtype
+            with precision.inference_weights(model, self.precision) if self.precision else contextlib.nullcontext():
+                save_checkpoint(model, tok, self.dir / "model")
 
     def load(self):
         if self.dir is None:
             model, tok = self.loader()
             self.keep(model, tok)
             return model, tok
-        model, tok = load_checkpoint(self.dir / "model")
+        model, tok = load_checkpoint(self.dir / "model", dtype=self.dtype)
         return model.to(self.dtype), tok
 
     def close(self) -> None:

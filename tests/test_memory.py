@@ -43,6 +43,7 @@ def test_low_memory_training_gives_the_same_weights(tiny_tokenizer, max_grad_nor
     # the model is left as it was: no hooks, no checkpointing, no gradients
     assert not model.is_activation_checkpointing
     assert all(p.grad is None and not p._post_accumulate_grad_hooks for p in model.parameters())
+    assert not model.get_input_embeddings()._forward_hooks         # transformers' input-grad hook removed
 
 
 def test_step_in_backward_holds_one_gradient_at_a_time(tiny_tokenizer):
@@ -60,6 +61,33 @@ def test_step_in_backward_holds_one_gradient_at_a_time(tiny_tokenizer):
     assert len(held) == len(list(model.parameters())) and max(held) == 1
     assert all(p.grad is None for p in model.parameters())
     assert all(len(optimizer.state[p]) for p in model.parameters())   # every parameter was stepped once
+
+
+@pytest.mark.parametrize("padding_idx", [None, 3])
+def test_tied_head_gradient_is_made_last_and_bit_for_bit(tiny_model, tiny_tokenizer, monkeypatch, padding_idx):
+    """token_nll on a tied embedding (memory.TiedRows): the same gradients, bit for bit, as the dense embedding
+    plus HeadNLL's own weight gradient, but the [vocab, hidden] head gradient is made after every block's."""
+    from bias_amp.train import collate
+
+    monkeypatch.setattr(tiny_model.get_input_embeddings(), "padding_idx", padding_idx)
+    batch = collate([tiny_tokenizer(s).input_ids[:24] for s in SENTENCES[:5]], tiny_tokenizer.pad_token_id, "cpu")
+    labels, params = batch.pop("labels"), list(tiny_model.parameters())
+    batch["input_ids"][0, :4] = 3                                          # a padding id (when set), repeated
+    hidden = tiny_model.base_model(**batch)[0]
+    targets = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=-100).flatten()
+    dense = torch.autograd.grad(memory.HeadNLL.apply(hidden.flatten(0, 1), tiny_model.lm_head.weight, targets, 7)
+                                .sum(), params)
+    events = []
+    made = memory.HeadNLL.grad_weight
+    monkeypatch.setattr(memory.HeadNLL, "grad_weight", lambda *a: events.append("head") or made(*a))
+    hooks = [p.register_post_accumulate_grad_hook(lambda _: events.append("block"))
+             for p in tiny_model.transformer.h.parameters()]
+    tiny_model.zero_grad()
+    memory.token_nll(tiny_model, batch["input_ids"], batch["attention_mask"], labels, chunk=7).sum().backward()
+    for h in hooks:
+        h.remove()
+    assert events[-1] == "head" and events.count("head") == 1 and events.count("block") == len(hooks)
+    assert all(torch.equal(a, p.grad) for a, p in zip(dense, params, strict=True))
 
 
 @pytest.mark.parametrize("overrides, key", [
