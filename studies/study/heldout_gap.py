@@ -2,7 +2,8 @@
 of right- and left-labelled AllSides articles that neither trained the LM nor defined b̂ (drawn from
 train.jsonl.gz, whose articles the loop never uses), under the base model and each run's final checkpoint.
 gap = mean over right articles - mean over left articles (> 0: the model prefers right text); its change from
-the base model, and its difference from greedy-none's final model, get paired bootstrap 95% CIs over articles.
+the base model, and its difference from greedy-none's final model of the same seed (and from the mean of greedy-none's
+seeds' log-likelihoods), get paired bootstrap 95% CIs over articles (not over training runs).
 
     python studies/study/heldout_gap.py multirun/study --per-label 100 --out studies/study/heldout_gap.csv
 (needs the runs' checkpoints: run it in the sitting that ran the study; keep_checkpoints: last keeps gen_10)
@@ -43,6 +44,7 @@ def main() -> None:
     ap.add_argument("--per-label", type=int, default=100)
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--cache", type=Path, help="keep each model's per-article log-likelihoods here (.npy) and reuse them")
     args = ap.parse_args()
     runs = sorted(p.parent for p in args.sweep.glob("*/seed_*/config.yaml"))
     cfg = OmegaConf.load(runs[0] / "config.yaml")
@@ -50,12 +52,21 @@ def main() -> None:
     held = [a for a in data.stratified_sample(pool, args.per_label, seed=0) if a.label in ("right", "left")]
     texts = [a.text(cfg.data.template) for a in held]
     right = np.array([a.label == "right" for a in held])
-    model, tok = models.load_lm(cfg.model)
-    versions = {"base": article_logp(model, tok, texts, cfg.train.max_length)}
+    def logp(name, load):
+        cached = args.cache / f"{name.replace('/', '__')}.npy" if args.cache else None
+        if cached and cached.exists():
+            return np.load(cached)
+        lp = article_logp(*load(), texts, cfg.train.max_length)
+        if cached:
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            np.save(cached, lp)
+        return lp
+
+    versions = {"base": logp("base", lambda: models.load_lm(cfg.model))}
     for run in runs:
         ckpt = max((run / "checkpoints").glob("gen_*"))
-        model, tok = models.load_checkpoint(ckpt)
-        versions[f"{run.parent.name}/{run.name}/{ckpt.name}"] = article_logp(model, tok, texts, cfg.train.max_length)
+        name = f"{run.parent.name}/{run.name}/{ckpt.name}"
+        versions[name] = logp(name, lambda ckpt=ckpt: models.load_checkpoint(ckpt))
     rng = np.random.default_rng(0)
     idx_r, idx_l = np.flatnonzero(right), np.flatnonzero(~right)
     boot = [(rng.choice(idx_r, len(idx_r)), rng.choice(idx_l, len(idx_l))) for _ in range(args.boot)]
@@ -63,12 +74,15 @@ def main() -> None:
     def gap(lp, r=idx_r, l_=idx_l):
         return lp[r].mean() - lp[l_].mean()
 
-    none = next((lp for name, lp in versions.items() if name.startswith("greedy-none/")), None)
+    none = {name.split("/")[1]: lp for name, lp in versions.items() if name.startswith("greedy-none/")}
     rows = []
     for name, lp in versions.items():
         row = {"model": name, "n_right": len(idx_r), "n_left": len(idx_l), "logp_right": lp[right].mean(),
                "logp_left": lp[~right].mean(), "gap": gap(lp)}
-        for key, ref in (("gap_change", versions["base"]), ("gap_vs_greedy_none", none)):
+        seed = name.split("/")[1] if "/" in name else "seed_0"      # the base model: against seed 0's
+        refs = {"gap_change": versions["base"], "gap_vs_greedy_none": none.get(seed),
+                "gap_vs_greedy_none_mean": np.mean(list(none.values()), axis=0) if none else None}
+        for key, ref in refs.items():
             if ref is not None:                    # paired over articles: the same resamples for every model
                 deltas = [gap(lp - ref, r, l_) for r, l_ in boot]
                 row |= {key: gap(lp - ref), f"{key}_ci_low": np.quantile(deltas, 0.025),
