@@ -176,8 +176,7 @@ class Reloadable:
             model, tok = self.loader()
             self.keep(model, tok)
             return model, tok
-        model, tok = load_checkpoint(self.dir / "model", dtype=self.dtype)
-        return model.to(self.dtype), tok
+        return load_checkpoint(self.dir / "model", dtype=self.dtype)
 
     def close(self) -> None:
         import shutil
