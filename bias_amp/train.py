@@ -4,6 +4,7 @@ examples padded to max_length: padding is masked out of the loss there too."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from bias_amp import precision as numeric
 from bias_amp.errors import check, check_range
 
 UNITS = ("truncate", "chunk")
+ATTENTION = ("auto", "eager", "sdpa", "flash_attention_2", "flex_attention")
 
 
 @dataclass
@@ -47,6 +49,7 @@ def validate(cfg: DictConfig, key: str = "train") -> None:
     check_range(cfg.weight_decay, f"{key}.weight_decay", 0)
     check_range(cfg.warmup_steps, f"{key}.warmup_steps", 0, integer=True)
     check(cfg.unit in UNITS, f"{key}.unit", f"one of {list(UNITS)}", cfg.unit)
+    check(cfg.get("attention", "auto") in ATTENTION, f"{key}.attention", f"one of {list(ATTENTION)}", cfg.get("attention"))
     memory.validate(cfg, key)
 
 
@@ -102,6 +105,23 @@ def loss_sum_of(model, inputs: dict, labels: torch.Tensor, chunk: int | None = N
     return token_loss_sum(model(**inputs).logits, labels)
 
 
+@contextlib.contextmanager
+def attention(model, cfg: DictConfig, device):
+    """Fine-tune (or take training gradients) with train.attention; the model's own is put back on exit. `auto`:
+    transformers' eager attention on a CPU, where torch's SDPA trains slower (its flash backward, and its math path
+    under dropout: benchmarks/RESULTS.md), the model's own elsewhere."""
+    value = cfg.get("attention", "auto")
+    value = ("eager" if torch.device(device).type == "cpu" else None) if value == "auto" else value
+    own = model.config._attn_implementation
+    if value is not None and value != own:
+        model.set_attn_implementation(value)
+    try:
+        yield model
+    finally:
+        if model.config._attn_implementation != own:
+            model.set_attn_implementation(own)
+
+
 def param_groups(model, weight_decay: float) -> list[dict]:
     """Weight decay on matrices only (biases and norms excluded), as HF Trainer does."""
     decay, no_decay = [], []
@@ -115,6 +135,11 @@ def finetune(model, tokenizer, texts: list[str], cfg: DictConfig, accelerator, *
              desc: str = "fine-tune", on_step=None, grad_hook=None, precision: str = "fp32") -> TrainResult:
     """Train `model` in place on `texts`; returns what happened, read off the optimizer and the loop.
     `precision` bf16: the forward runs under bf16 autocast; weights, gradients and AdamW state stay fp32."""
+    with attention(model, cfg, accelerator.device):
+        return _finetune(model, tokenizer, texts, cfg, accelerator, seed, desc, on_step, grad_hook, precision)
+
+
+def _finetune(model, tokenizer, texts, cfg, accelerator, seed, desc, on_step, grad_hook, precision) -> TrainResult:
     examples = encode(tokenizer, texts, cfg.max_length, cfg.unit)
     check(len(examples) > 0, "train.texts", "at least one text of two or more tokens", len(texts))
     rng = np.random.default_rng(seed)

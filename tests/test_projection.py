@@ -115,6 +115,17 @@ def test_gradient_form_projects_the_gradient_itself(tok):
     assert out["refreshes"] == (len(seen) - 1) // 2        # b̂ recomputed before steps 3, 5, ...
 
 
+def test_dot_is_the_float64_inner_product_of_the_weight_lists():
+    g = torch.Generator().manual_seed(0)
+    shapes = [(4096, 96), (96, 96), (96,), ()]          # matrices, a norm's vector, a scalar
+    xs = [torch.randn(s, generator=g) for s in shapes]
+    ys = [torch.randn(s, generator=g) for s in shapes]
+    exact = sum((x.double() * y.double()).sum() for x, y in zip(xs, ys))
+    got = projection.dot(xs, ys)
+    assert got.dtype == torch.float64
+    assert abs(got.item() - exact.item()) <= 1e-6 * sum((x.double() * y.double()).abs().sum() for x, y in zip(xs, ys))
+
+
 def test_soft_form_is_the_closed_form_penalty():
     soft = OmegaConf.create({"form": "soft", "lam": 0.25, "gamma": 1.5})
     c = torch.tensor([-2.0, 3.0])

@@ -80,3 +80,29 @@ def test_training_is_reproducible(tiny_tokenizer, accelerator):
         finetune(m, tiny_tokenizer, SENTENCES[:16], cfg, accelerator, seed=7)
         outs.append(torch.cat([p.flatten() for p in m.parameters()]))
     assert torch.equal(outs[0], outs[1])
+
+
+def test_attention_auto_trains_eager_on_cpu_and_puts_the_models_back(tiny_tokenizer, accelerator):
+    from bias_amp.models import tiny_lm
+
+    params = {}
+    for impl in ("auto", "sdpa"):
+        m = tiny_lm(tiny_tokenizer, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0)
+        m.set_attn_implementation("sdpa")
+        seen = []
+        m.register_forward_pre_hook(lambda mod, args: seen.append(mod.config._attn_implementation))
+        torch.manual_seed(0)
+        finetune(m, tiny_tokenizer, SENTENCES[:16], OmegaConf.create(CFG | {"attention": impl}), accelerator, seed=7)
+        assert set(seen) == {"eager" if impl == "auto" else "sdpa"}
+        assert m.config._attn_implementation == "sdpa"            # synthesis gets the model as it was
+        params[impl] = torch.cat([p.flatten() for p in m.parameters()])
+    assert torch.allclose(params["auto"], params["sdpa"], atol=1e-4)   # the same training, another summation order
+
+
+def test_unknown_attention_is_one_line_naming_the_key():
+    from bias_amp.errors import ConfigError
+    from bias_amp.train import validate
+
+    cfg = OmegaConf.create(CFG | {"attention": "fast", "memory": "default", "loss_chunk": None, "optimizer_state": "fp32"})
+    with pytest.raises(ConfigError, match=r"train\.attention.*one of"):
+        validate(cfg)
