@@ -3,7 +3,8 @@ by one generic path from the keys of conf/mitigation/none.yaml (whose header def
 0 always trains on the whole real corpus; generation g >= 1 on
     round(real_fraction * N) distinct real articles (a fresh sample each round)
   + the previous synthetic set, or with `accumulate` every earlier one (the last `window` of them),
-    each cut by `select` to the largest subset whose predicted leaning shares equal the target."""
+    each cut by `select` to the largest subset whose predicted leaning shares equal the target (`by: leaning`),
+    or to a subset of that size drawn regardless of leaning (`by: size`: rebalance's size-matched control)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from bias_amp.errors import check, check_range
 from bias_amp.layout import LEANINGS, version_name
 
 log = logging.getLogger(__name__)
+SELECT_BY = ("leaning", "size")
 KEYS = ("name", "real_fraction", "accumulate", "window", "select", "project", "train")  # project: projection.py
 
 
@@ -43,9 +45,9 @@ def validate(cfg: DictConfig, train_keys, leaning: DictConfig | None = None) -> 
     select = cfg.get("select")
     if select is not None:
         check(OmegaConf.is_dict(select) and set(select) == {"by", "target"}, "mitigation.select",
-              "null or {by: leaning, target: real | {left: .., center: .., right: ..}}", select)
-        check(select.by == "leaning", "mitigation.select.by", "leaning (the predicted leaning of each article)",
-              select.by)
+              "null or {by: leaning | size, target: real | {left: .., center: .., right: ..}}", select)
+        check(select.by in SELECT_BY, "mitigation.select.by", "leaning (match the target's shares) or size (as many "
+              "articles as leaning keeps, drawn regardless of leaning)", select.by)
         check(leaning is not None and leaning.get("enabled", True), "mitigation.select",
               "the leaning metric enabled (leaning.enabled: true)", "no leaning scores")
         if select.target != "real":
@@ -67,21 +69,25 @@ def target_shares(target, real_labels: list[str]) -> dict[str, float]:
     return {c: float(target.get(c, 0)) for c in LEANINGS}
 
 
-def select_by_leaning(leanings: list, target: dict[str, float], rng: np.random.Generator, name: str) -> list[int]:
+def select_by_leaning(leanings: list, target: dict[str, float], rng: np.random.Generator, name: str,
+                      by: str = "leaning") -> list[int]:
     """Indices of the largest subset (drawn at random within each leaning) whose leaning shares equal
-    `target`. A targeted leaning with no article cannot be matched: the others keep their ratios."""
-    by = {c: [i for i, x in enumerate(leanings) if x == c] for c in LEANINGS}
-    wanted = {c: t for c, t in target.items() if t > 0 and by[c]}
+    `target`. A targeted leaning with no article cannot be matched: the others keep their ratios.
+    by="size": as many indices, drawn at random from the scorable articles whatever their leaning."""
+    of = {c: [i for i, x in enumerate(leanings) if x == c] for c in LEANINGS}
+    wanted = {c: t for c, t in target.items() if t > 0 and of[c]}
     check(bool(wanted), "mitigation.select", f"articles of {name} predicted as a targeted leaning",
-          {c: len(ix) for c, ix in by.items()})
+          {c: len(ix) for c, ix in of.items()})
     if len(wanted) < sum(t > 0 for t in target.values()):
         log.warning("rebalance %s: no article predicted %s; matching the other leanings' ratios", name,
                     ", ".join(c for c in target if target[c] > 0 and c not in wanted))
     total = sum(wanted.values())
-    n = min(len(by[c]) * total / t for c, t in wanted.items())      # the largest matching set size
-    keep = {c: min(len(by[c]), math.floor(n * t / total + 1e-9)) for c, t in wanted.items()}
-    log.info("rebalance %s: kept %s of %s", name, keep, {c: len(ix) for c, ix in by.items()})
-    return sorted(i for c, k in keep.items() for i in rng.choice(by[c], size=k, replace=False))
+    n = min(len(of[c]) * total / t for c, t in wanted.items())      # the largest matching set size
+    keep = {c: min(len(of[c]), math.floor(n * t / total + 1e-9)) for c, t in wanted.items()}
+    log.info("rebalance %s: kept %s of %s", name, keep, {c: len(ix) for c, ix in of.items()})
+    if by == "size":
+        return sorted(rng.choice(sorted(i for ix in of.values() for i in ix), size=sum(keep.values()), replace=False))
+    return sorted(i for c, k in keep.items() for i in rng.choice(of[c], size=k, replace=False))
 
 
 def training_set(generation: int, real_texts: list[str], synthetic: list[list[str]], cfg: DictConfig,
@@ -108,7 +114,7 @@ def training_set(generation: int, real_texts: list[str], synthetic: list[list[st
             target = target_shares(select.target, real_labels or [])
             rng = np.random.default_rng([seed, generation, k])
             chosen = [chosen[i] for i in select_by_leaning(scores[k]["leaning"].tolist(), target, rng,
-                                                           version_name(k))]
+                                                           version_name(k), select.by)]
         texts += chosen
         origin[version_name(k)] = len(chosen)
     return TrainingSet(texts, origin)

@@ -53,10 +53,10 @@ def expected_origin(name, g):
     last = lambda w: {f"gen_{k:02d}": N for k in range(max(0, g - w), g)}  # noqa: E731
     return {"none": last(1), "overfit": last(1), "preserve": {"real": 3, **last(1)},
             "accumulate": {"real": N, **last(g)}, "preserve50": {"real": 15, **last(3)},
-            "rebalance": {f"gen_{g - 1:02d}": 18}}[name]
+            "rebalance": {f"gen_{g - 1:02d}": 18}, "subsample": {f"gen_{g - 1:02d}": 18}}[name]
 
 
-@pytest.mark.parametrize("name", ["none", "overfit", "preserve", "accumulate", "rebalance", "preserve50"])
+@pytest.mark.parametrize("name", ["none", "overfit", "preserve", "accumulate", "rebalance", "subsample", "preserve50"])
 @pytest.mark.parametrize("g", [1, 2, 5])
 def test_composition_of_every_shipped_mitigation_and_the_readme_example(name, g, tmp_path):
     cfg = readme_example(tmp_path) if name == "preserve50" else shipped(name)
@@ -92,6 +92,20 @@ def test_rebalance_keeps_the_largest_subset_with_the_real_label_shares():
     assert kept == {"left": 6, "center": 6, "right": 6}             # 6 left limit every leaning to 6
     assert ts.texts == build(shipped("rebalance"), 3).texts            # seeded
     assert ts.texts != build(shipped("rebalance"), 3, seed=1).texts    # a random draw within each leaning
+
+
+def test_subsample_keeps_rebalances_size_drawn_regardless_of_leaning():
+    mixes = set()
+    for seed in range(20):
+        ts = build(shipped("subsample"), 3, seed=seed)
+        assert len(ts.texts) == len(build(shipped("rebalance"), 3, seed=seed).texts) == 18
+        assert len(set(ts.texts)) == 18 and all(t.startswith("gen2 ") for t in ts.texts)
+        mixes.add(tuple(sorted(Counter(PREDICTED[int(t.split()[-1])] for t in ts.texts).items())))
+    assert len(mixes) > 5          # leaning shares vary with the draw (rebalance's are always 6 / 6 / 6)
+    assert build(shipped("subsample"), 3).texts == build(shipped("subsample"), 3).texts     # seeded
+    unscorable = [pd.DataFrame({"leaning": ["right"] * 20 + ["center"] * 4 + [float("nan")] * 6})]
+    ts = training_set(1, REAL, SYNTH[:1], shipped("subsample"), 0, real_labels=LABELS, scores=unscorable)
+    assert ts.origin == {"gen_00": 8} and all(int(t.split()[-1]) < 24 for t in ts.texts)   # never an unscorable one
 
 
 def test_rebalance_reads_each_accumulated_set_and_explicit_targets():
