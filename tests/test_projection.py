@@ -120,10 +120,10 @@ def test_dot_is_the_float64_inner_product_of_the_weight_lists():
     shapes = [(4096, 96), (96, 96), (96,), ()]          # matrices, a norm's vector, a scalar
     xs = [torch.randn(s, generator=g) for s in shapes]
     ys = [torch.randn(s, generator=g) for s in shapes]
-    exact = sum((x.double() * y.double()).sum() for x, y in zip(xs, ys))
+    terms = [x.double() * y.double() for x, y in zip(xs, ys, strict=True)]
     got = projection.dot(xs, ys)
     assert got.dtype == torch.float64
-    assert abs(got.item() - exact.item()) <= 1e-6 * sum((x.double() * y.double()).abs().sum() for x, y in zip(xs, ys))
+    assert abs(got.item() - sum(t.sum() for t in terms).item()) <= 1e-6 * sum(t.abs().sum() for t in terms)
 
 
 def test_soft_form_is_the_closed_form_penalty():

@@ -90,7 +90,7 @@ def test_attention_auto_trains_eager_on_cpu_and_puts_the_models_back(tiny_tokeni
         m = tiny_lm(tiny_tokenizer, n_layer=1, n_embd=32, n_head=2, n_positions=64, seed=0)
         m.set_attn_implementation("sdpa")
         seen = []
-        m.register_forward_pre_hook(lambda mod, args: seen.append(mod.config._attn_implementation))
+        m.register_forward_pre_hook(lambda mod, args, seen=seen: seen.append(mod.config._attn_implementation))
         torch.manual_seed(0)
         finetune(m, tiny_tokenizer, SENTENCES[:16], OmegaConf.create(CFG | {"attention": impl}), accelerator, seed=7)
         assert set(seen) == {"eager" if impl == "auto" else "sdpa"}
