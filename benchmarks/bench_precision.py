@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import gzip
 import json
 import os
@@ -36,6 +37,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_synth import batched_generate, blocks_for, decodings, load, naive  # noqa: E402
 
 from bias_amp import io, precision  # noqa: E402
+from bias_amp.models import fuse_activations  # noqa: E402
 from bias_amp.synth import generate_blocks  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
@@ -105,15 +107,16 @@ def synth_flops(model, prompt: int, new: int) -> float:
     return 2 * (body + head) + 2 * body * prompt / new
 
 
-def synth_sides(model, blocks, kw, eos, seed, args) -> dict:
-    """The A/B sides of one decoding rule: naive fp32 per-block generate, ours fp32 and bf16, batched generate bf16."""
+def synth_sides(model, ours, blocks, kw, eos, seed, args) -> dict:
+    """The A/B sides of one decoding rule: naive fp32 per-block generate, ours fp32 and bf16, batched generate bf16.
+    `model` is the plain HF model the baselines run; `ours` the same weights as the project loads them."""
     beam = kw.get("num_beams", 1) > 1
     n_naive = args.beam_naive_blocks if beam else args.naive_blocks
     ours_blocks = blocks[:args.beam_blocks] if beam else blocks
     bs = args.beam_batch_size if beam else args.batch_size
     sides = {"naive_fp32": lambda: naive(model, blocks[:n_naive], kw, args.new_tokens, eos, DEVICE, seed)}
     for p in ("fp32", "bf16"):
-        sides[f"ours_{p}"] = lambda p=p: generate_blocks(model, ours_blocks, kw, new_tokens=args.new_tokens,
+        sides[f"ours_{p}"] = lambda p=p: generate_blocks(ours, ours_blocks, kw, new_tokens=args.new_tokens,
                                                          batch_size=bs, seed=seed, pad_id=eos, precision=p)
     if not beam:           # beam search already runs through batched HF generate
         def plain():
@@ -125,6 +128,7 @@ def synth_sides(model, blocks, kw, eos, seed, args) -> dict:
 
 def section_synth(args) -> dict:
     model, tok = load("gpt2-small", DEVICE, torch.float32, "sdpa")
+    ours = fuse_activations(copy.deepcopy(model))      # as models.load_lm / load_checkpoint give it to the loop
     eos, decs = tok.eos_token_id, decodings(["greedy", "nucleus", "beam"])
     blocks = blocks_for(tok, args.blocks)
     flop = synth_flops(model, 64, args.new_tokens)
@@ -132,7 +136,7 @@ def section_synth(args) -> dict:
     for r in range(args.repeats):
         rec = {"gflops_bf16": gemm_gflops(torch.bfloat16), "gflops_fp32": gemm_gflops(torch.float32)}
         for dec, kw in decs.items():
-            sides = synth_sides(model, blocks, kw, eos, r, args)
+            sides = synth_sides(model, ours, blocks, kw, eos, r, args)
             order = list(sides) if r % 2 == 0 else list(reversed(sides))
             tps = {}
             for side in order:
@@ -174,7 +178,7 @@ def articles(n: int, skip: int = 0) -> list[str]:
 def gpt2_small(tok):
     from bias_amp.models import tiny_lm
 
-    return tiny_lm(tok, n_layer=12, n_embd=768, n_head=12, n_positions=1024, seed=0)
+    return fuse_activations(tiny_lm(tok, n_layer=12, n_embd=768, n_head=12, n_positions=1024, seed=0))
 
 
 def train_cfg(args):

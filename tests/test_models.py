@@ -28,6 +28,27 @@ def test_checkpoint_roundtrip_is_safetensors(tmp_path, tiny_model, tiny_tokenize
     assert tok("a senate vote").input_ids == tiny_tokenizer("a senate vote").input_ids
 
 
+def test_loaded_gpt2_runs_the_fused_gelu_with_gelu_news_outputs(tmp_path, tiny_model, tiny_tokenizer):
+    import torch
+    from transformers.activations import NewGELUActivation
+
+    def acts(m):
+        return {type(x).__name__ for x in m.modules() if "GELU" in type(x).__name__}
+
+    texts = ["The committee voted to approve the measure today."] * 20
+    assert acts(load_lm(OmegaConf.create(TINY), corpus=texts)[0]) == {"GELUTanh"}
+    assert acts(tiny_model) == {"NewGELUActivation"}             # a model built directly keeps its own
+    save_checkpoint(tiny_model, tiny_tokenizer, tmp_path / "ck")
+    fused, _ = load_checkpoint(tmp_path / "ck")
+    assert acts(fused) == {"GELUTanh"} and fused.config.activation_function == "gelu_new"   # saved as it was
+    ids = torch.randint(0, len(tiny_tokenizer), (2, 32), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(fused(ids).logits, tiny_model(ids).logits, atol=1e-5)
+    x = torch.linspace(-6, 6, 1001, dtype=torch.float64)       # the same function: fp32 results within rounding
+    ref = NewGELUActivation()(x)
+    assert (torch.nn.functional.gelu(x.float(), approximate="tanh").double() - ref).abs().max() < 1e-6
+
+
 @pytest.mark.parametrize(
     "cfg, key",
     [
