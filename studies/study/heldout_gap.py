@@ -3,7 +3,8 @@ of right- and left-labelled AllSides articles that neither trained the LM nor de
 train.jsonl.gz, whose articles the loop never uses), under the base model and each run's final checkpoint.
 gap = mean over right articles - mean over left articles (> 0: the model prefers right text); its change from
 the base model, and its difference from greedy-none's final model of the same seed (and from the mean of greedy-none's
-seeds' log-likelihoods), get paired bootstrap 95% CIs over articles (not over training runs).
+seeds' log-likelihoods, and with --versus from another setup's of the same seed), get paired bootstrap 95% CIs over
+articles (not over training runs). A setup with several seeds also gets a `<setup>/mean` row: its seeds' mean.
 
     python studies/study/heldout_gap.py multirun/study --per-label 100 --out studies/study/heldout_gap.csv
 (needs the runs' checkpoints: run it in the sitting that ran the study; keep_checkpoints: last keeps gen_10)
@@ -45,6 +46,8 @@ def main() -> None:
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cache", type=Path, help="keep each model's per-article log-likelihoods here (.npy) and reuse them")
+    ap.add_argument("--versus", action="append", default=[], metavar="SETUP",
+                    help="also compare every run with SETUP's final model of the same seed (gap_vs_<SETUP>)")
     args = ap.parse_args()
     runs = sorted(p.parent for p in args.sweep.glob("*/seed_*/config.yaml"))
     cfg = OmegaConf.load(runs[0] / "config.yaml")
@@ -67,6 +70,12 @@ def main() -> None:
         ckpt = max((run / "checkpoints").glob("gen_*"))
         name = f"{run.parent.name}/{run.name}/{ckpt.name}"
         versions[name] = logp(name, lambda ckpt=ckpt: models.load_checkpoint(ckpt))
+    by_setup = {}
+    for name in list(versions)[1:]:
+        by_setup.setdefault(name.split("/")[0], []).append(versions[name])
+    for setup, lps in by_setup.items():        # a setup with several seeds: also the mean of its final models
+        if len(lps) > 1:
+            versions[f"{setup}/mean"] = np.mean(lps, axis=0)
     rng = np.random.default_rng(0)
     idx_r, idx_l = np.flatnonzero(right), np.flatnonzero(~right)
     boot = [(rng.choice(idx_r, len(idx_r)), rng.choice(idx_l, len(idx_l))) for _ in range(args.boot)]
@@ -74,7 +83,8 @@ def main() -> None:
     def gap(lp, r=idx_r, l_=idx_l):
         return lp[r].mean() - lp[l_].mean()
 
-    none = {name.split("/")[1]: lp for name, lp in versions.items() if name.startswith("greedy-none/")}
+    final = {(name.split("/")[0], name.split("/")[1]): lp for name, lp in versions.items() if "/" in name}
+    none = {seed: lp for (setup, seed), lp in final.items() if setup == "greedy-none" and seed != "mean"}
     rows = []
     for name, lp in versions.items():
         row = {"model": name, "n_right": len(idx_r), "n_left": len(idx_l), "logp_right": lp[right].mean(),
@@ -82,6 +92,7 @@ def main() -> None:
         seed = name.split("/")[1] if "/" in name else "seed_0"      # the base model: against seed 0's
         refs = {"gap_change": versions["base"], "gap_vs_greedy_none": none.get(seed),
                 "gap_vs_greedy_none_mean": np.mean(list(none.values()), axis=0) if none else None}
+        refs |= {f"gap_vs_{setup}": final.get((setup, seed)) for setup in args.versus}
         for key, ref in refs.items():
             if ref is not None:                    # paired over articles: the same resamples for every model
                 deltas = [gap(lp - ref, r, l_) for r, l_ in boot]
