@@ -107,7 +107,7 @@ def loss_sum_of(model, inputs: dict, labels: torch.Tensor, chunk: int | None = N
 
 @contextlib.contextmanager
 def attention(model, cfg: DictConfig, device):
-    """Fine-tune (or take training gradients) with train.attention; the model's own is put back on exit. `auto`:
+    """Fine-tune with train.attention; the model's own is put back on exit. `auto`:
     transformers' eager attention on a CPU, where torch's SDPA trains slower (its flash backward, and its math path
     under dropout: benchmarks/RESULTS.md), the model's own elsewhere."""
     value = cfg.get("attention", "auto")
