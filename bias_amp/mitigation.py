@@ -69,22 +69,21 @@ def target_shares(target, real_labels: list[str]) -> dict[str, float]:
     return {c: float(target.get(c, 0)) for c in LEANINGS}
 
 
-def select_by_leaning(leanings: list, target: dict[str, float], rng: np.random.Generator, name: str,
-                      by: str = "leaning") -> list[int]:
-    """Indices of the largest subset (drawn at random within each leaning) whose leaning shares equal
-    `target`. A targeted leaning with no article cannot be matched: the others keep their ratios.
-    by="size": as many indices, drawn at random from the scorable articles whatever their leaning."""
+def selection(leanings: list, target: dict[str, float], by: str, rng: np.random.Generator, name: str) -> list[int]:
+    """Indices `select` keeps of one synthetic set. by="leaning": the largest subset (drawn at random within each
+    leaning) whose leaning shares equal `target`; a targeted leaning with no article cannot be matched, the others
+    keep their ratios. by="size": as many indices, drawn at random from the scorable articles whatever their leaning."""
     of = {c: [i for i, x in enumerate(leanings) if x == c] for c in LEANINGS}
     wanted = {c: t for c, t in target.items() if t > 0 and of[c]}
     check(bool(wanted), "mitigation.select", f"articles of {name} predicted as a targeted leaning",
           {c: len(ix) for c, ix in of.items()})
     if len(wanted) < sum(t > 0 for t in target.values()):
-        log.warning("rebalance %s: no article predicted %s; matching the other leanings' ratios", name,
+        log.warning("select %s: no article predicted %s; matching the other leanings' ratios", name,
                     ", ".join(c for c in target if target[c] > 0 and c not in wanted))
     total = sum(wanted.values())
     n = min(len(of[c]) * total / t for c, t in wanted.items())      # the largest matching set size
     keep = {c: min(len(of[c]), math.floor(n * t / total + 1e-9)) for c, t in wanted.items()}
-    log.info("rebalance %s: kept %s of %s", name, keep, {c: len(ix) for c, ix in of.items()})
+    log.info("select %s: %s of %s by leaning", name, keep, {c: len(ix) for c, ix in of.items()})
     if by == "size":
         return sorted(rng.choice(sorted(i for ix in of.values() for i in ix), size=sum(keep.values()), replace=False))
     return sorted(i for c, k in keep.items() for i in rng.choice(of[c], size=k, replace=False))
@@ -113,8 +112,8 @@ def training_set(generation: int, real_texts: list[str], synthetic: list[list[st
                   f"one score row per article of {version_name(k)}", None if scores is None else len(scores[k]))
             target = target_shares(select.target, real_labels or [])
             rng = np.random.default_rng([seed, generation, k])
-            chosen = [chosen[i] for i in select_by_leaning(scores[k]["leaning"].tolist(), target, rng,
-                                                           version_name(k), select.by)]
+            chosen = [chosen[i] for i in selection(scores[k]["leaning"].tolist(), target, select.by, rng,
+                                                   version_name(k))]
         texts += chosen
         origin[version_name(k)] = len(chosen)
     return TrainingSet(texts, origin)
