@@ -46,6 +46,44 @@ def test_macro_f1_and_confusion():
     assert confusion(y, p, 3).tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
     # F1: class 0: 2*1/(2+2)=0.5, class 1: 2*2/(3+2)=0.8, class 2: 2*1/(1+2)=2/3
     assert macro_f1(y, p, 3) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+    assert macro_f1(y, p, 3, np.ones(6)) == macro_f1(y, p, 3)
+    # weight 2 on the first example: class 0 F1 = 2*2/(3+3), classes 1 and 2 as before
+    assert macro_f1(y, p, 3, [2, 1, 1, 1, 1, 1]) == pytest.approx((2 / 3 + 0.8 + 2 / 3) / 3)
+
+
+def test_scores_weigh_every_outlet_the_same():
+    """A large left outlet called right sinks the raw scores; weighted by outlet it counts as one outlet."""
+    from bias_amp.classifier.fit import by_outlet, scores
+
+    classes = ["left", "center", "right"]
+    truth = ["left"] * 90 + ["left"] * 10 + ["center"] * 10 + ["right"] * 10
+    outlets = ["Big"] * 90 + ["L"] * 10 + ["C"] * 10 + ["R"] * 10
+    pred = [2] * 90 + [0] * 10 + [1] * 10 + [2] * 10
+    data, probs = [("", c) for c in truth], np.eye(3)[pred]
+    ev = scores(data, probs, classes, outlets)
+    assert ev["macro_f1"] == pytest.approx((2 * 10 / 110 + 1 + 2 * 10 / 110) / 3)
+    assert ev["balanced_accuracy"] == pytest.approx((0.1 + 1 + 1) / 3)
+    # by outlet: left has 2 outlets (weight 1 each; half right), center 1, right 1 (+ Big's weight 1 as false right)
+    assert ev["outlet_balanced_accuracy"] == pytest.approx((0.5 + 1 + 1) / 3)
+    assert ev["outlet_macro_f1"] == pytest.approx((2 * 1 / 3 + 1 + 2 * 1 / 3) / 3)
+    assert "outlet_macro_f1" not in scores(data, probs, classes)
+    rows = by_outlet(data, probs, classes, outlets)
+    assert [(r["outlet"], r["class"], r["articles"], r["accuracy"], r["predicted_right"]) for r in rows] == [
+        ("Big", "left", 90, 0.0, 1.0), ("L", "left", 10, 1.0, 0.0), ("C", "center", 10, 1.0, 0.0),
+        ("R", "right", 10, 1.0, 1.0)]
+    assert by_outlet(data, probs, classes, outlets, min_articles=11) == rows[:1]
+
+
+def test_example_outlets_follow_the_capped_examples():
+    cfg = OmegaConf.create({"task": "leaning", "mask_outlets": False, "text_template": "{title}|{body}",
+                            "train": {"max_examples": 30, "max_eval_examples": 7}})
+    arts = [{**a, "title": f"{a['label']}{i}"} for i, a in enumerate(_arts())]
+    parts = dict(zip(("train", "valid", "test"), splits.split_articles(arts, "source", [0.5, 0.25, 0.25], seed=0),
+                     strict=True))
+    data, outlets = splits.make_examples(cfg, 3, parts), splits.example_outlets(cfg, parts, 3)
+    assert {k: len(v) for k, v in data.items()} == {"train": 30, "valid": 7, "test": 7}
+    by_title = {f"{a['title']}|{a['body']}": a["source"] for a in arts}
+    assert all([by_title[t] for t, _ in data[k]] == outlets[k] for k in data)
 
 
 def _compose(name, *overrides):
@@ -93,6 +131,8 @@ def test_smoke_leaning_model_dir(smoke_leaning, cfg):
     assert table.columns.tolist()[:7] == ["backbone", "head", "valid_macro_f1", "best_epoch", "test_macro_f1",
                                           "test_accuracy", "test_balanced_accuracy"]
     assert table["head"].tolist() == ["finetune"] and (root / "instrument_card.md").is_file()
+    assert 0 <= table.test_outlet_macro_f1[0] <= 1    # the sample corpus's test articles name their outlets
+    assert "every outlet weighted equally" in (root / "instrument_card.md").read_text()
     assert table.backbone.tolist() == ["tiny"] and table.test_macro_f1[0] >= 0.6  # framings are learnable
     assert "| tiny |" in (root / "results.md").read_text()
     from transformers import AutoConfig

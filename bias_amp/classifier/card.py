@@ -37,7 +37,7 @@ def verdict(table: pd.DataFrame) -> list[str]:
 
 
 def results_markdown(table: pd.DataFrame, cfg: DictConfig) -> str:
-    cols = [c for c in ("backbone", "head", "valid_macro_f1", "test_macro_f1", "test_balanced_accuracy",
+    cols = [c for c in ("backbone", "head", "valid_macro_f1", "test_macro_f1", "test_outlet_macro_f1", "test_balanced_accuracy",
                         "random_test_macro_f1", "test_accuracy", "best_epoch", "l2") if c in table]
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     body = "".join("| " + " | ".join(_f(r[c]) for c in cols) + " |\n" for _, r in table.iterrows())
@@ -66,6 +66,7 @@ def write(out_dir: Path, cfg: DictConfig, parts: dict, data: dict, table: pd.Dat
         "scores": {k: _plain(v) for k, v in row.items() if k not in ("backbone", "head")},
         "classes": classes, "confusion_test": None if matrix is None else np.asarray(matrix).tolist(),
         "outlet_swap": None if swap is None else {k: v for k, v in swap.items() if k != "deltas"},
+        "test_by_outlet": best.get("by_outlet"),
         "verdict": verdict(table),
     }
     io.write_json(out_dir / "instrument_card.json", card)
@@ -91,6 +92,16 @@ def card_markdown(card: dict, out_dir: Path) -> str:
             lines.append(f"| {label} | {_f(s[f'{part}_macro_f1'])} | {_f(s[f'{part}_balanced_accuracy'])} | "
                          f"{_f(s[f'{part}_accuracy'])} | " + " | ".join(
                              _f(s.get(f"{part}_recall_{c}")) for c in card["classes"]) + " |")
+        if s.get(f"{part}_outlet_macro_f1") is not None:
+            lines.append(f"| {label}, every outlet weighted equally | {_f(s[f'{part}_outlet_macro_f1'])} | "
+                         f"{_f(s[f'{part}_outlet_balanced_accuracy'])} | – |" + " – |" * len(card["classes"]))
+    if card.get("test_by_outlet"):
+        cls = card["classes"]
+        lines += ["", "Held-out outlets with >= 10 test articles (a large outlet called the wrong side moves the "
+                  "test scores by itself):", "", "| outlet | class | articles | accuracy | " + " | ".join(
+                      f"predicted {c}" for c in cls) + " |", "|---|---|---|---|" + "---|" * len(cls)]
+        lines += [f"| {r['outlet']} | {r['class']} | {r['articles']} | {r['accuracy']:.2f} | " + " | ".join(
+            f"{r[f'predicted_{c}']:.2f}" for c in cls) + " |" for r in card["test_by_outlet"]]
     if card["confusion_test"] is not None:
         lines += ["", "Test confusion matrix (rows true, columns predicted: " + ", ".join(card["classes"]) + "):",
                   "", *[f"    {r}" for r in card["confusion_test"]]]

@@ -49,17 +49,45 @@ def short_name(name: str) -> str:
     return name[6:].split("/")[0] if name.startswith("pkg://") else Path(name).name
 
 
-def scores(data, probs: np.ndarray, classes) -> dict:
+def _recall(cm: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.diag(cm) / cm.sum(1)
+
+
+def scores(data, probs: np.ndarray, classes, outlets: list[str] | None = None) -> dict:
     """Macro-F1, accuracy, balanced accuracy (mean per-class recall), per-class recall and the confusion
-    matrix [true, predicted] of `probs` against the classes of `data` ([(text, class)])."""
+    matrix [true, predicted] of `probs` against the classes of `data` ([(text, class)]). With `outlets` (one
+    per example) also `outlet_macro_f1` and `outlet_balanced_accuracy`: every outlet weighs the same (each
+    article 1 / its outlet's articles), so one large outlet cannot stand for its whole class."""
     y = np.array([classes.index(c) for _, c in data])
     pred = probs.argmax(1)
     cm = confusion(y, pred, len(classes))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        recall = np.diag(cm) / cm.sum(1)
-    return {"macro_f1": macro_f1(y, pred, len(classes)), "accuracy": float((pred == y).mean()),
-            "balanced_accuracy": float(np.nanmean(recall)), "recall": dict(zip(classes, map(float, recall), strict=True)),
-            "confusion": cm}
+    recall = _recall(cm)
+    out = {"macro_f1": macro_f1(y, pred, len(classes)), "accuracy": float((pred == y).mean()),
+           "balanced_accuracy": float(np.nanmean(recall)), "recall": dict(zip(classes, map(float, recall), strict=True)),
+           "confusion": cm}
+    if outlets is not None:
+        n = Counter(outlets)
+        w = np.array([1 / n[o] for o in outlets])
+        out |= {"outlet_macro_f1": macro_f1(y, pred, len(classes), w),
+                "outlet_balanced_accuracy": float(np.nanmean(_recall(confusion(y, pred, len(classes), w))))}
+    return out
+
+
+def by_outlet(data, probs: np.ndarray, classes, outlets: list[str], min_articles: int = 10) -> list[dict]:
+    """One row per outlet with >= `min_articles` examples, largest first: its class, articles, accuracy and
+    the share predicted as each class (does the classifier call a whole outlet the wrong side?)."""
+    pred, rows = probs.argmax(1), []
+    for outlet, k in Counter(outlets).most_common():
+        if k < min_articles:
+            break
+        idx = [i for i, o in enumerate(outlets) if o == outlet]
+        truth = Counter(data[i][1] for i in idx).most_common(1)[0][0]
+        share = np.bincount(pred[idx], minlength=len(classes)) / k
+        rows.append({"outlet": outlet, "class": truth, "articles": k,
+                     "accuracy": float(np.mean([classes[pred[i]] == data[i][1] for i in idx]))}
+                    | {f"predicted_{c}": float(share[j]) for j, c in enumerate(classes)})
+    return rows
 
 
 def evaluate(model, tok, data, classes, cfg, window=None) -> dict:

@@ -12,8 +12,15 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from bias_amp import io
-from bias_amp.classifier.fit import fit, load_backbone, scores, short_name
-from bias_amp.classifier.splits import SPLITS, leaning_texts, make_examples, make_parts, outlet_names
+from bias_amp.classifier.fit import by_outlet, fit, load_backbone, scores, short_name
+from bias_amp.classifier.splits import (
+    SPLITS,
+    example_outlets,
+    leaning_texts,
+    make_examples,
+    make_parts,
+    outlet_names,
+)
 from bias_amp.errors import check, check_range
 from bias_amp.layout import LEANINGS
 from bias_amp.metrics import windows
@@ -89,6 +96,7 @@ def run(cfg: DictConfig, out_dir: str | Path) -> pd.DataFrame:
     classes = list(TASKS[cfg.task])
     parts = make_parts(cfg, cfg.seed)
     data = make_examples(cfg, cfg.seed, parts)
+    outlets = example_outlets(cfg, parts, cfg.seed) if cfg.task == "leaning" else {}
     log.info("examples: %s", {k: dict(Counter(c for _, c in v)) for k, v in data.items()})
     rows, matrices, best = [], {}, None
     for name in cfg.backbones:
@@ -97,9 +105,9 @@ def run(cfg: DictConfig, out_dir: str | Path) -> pd.DataFrame:
             row = {"backbone": name, "head": head, "valid_macro_f1": res["valid_macro_f1"],
                    "best_epoch": res["best_epoch"]}
             for part in (k for k in TESTS if k in data):
-                ev = scores(data[part], probs[part], classes)
-                row |= {f"{part}_macro_f1": ev["macro_f1"], f"{part}_accuracy": ev["accuracy"],
-                        f"{part}_balanced_accuracy": ev["balanced_accuracy"]}
+                ev = scores(data[part], probs[part], classes, outlets.get(part))
+                row |= {f"{part}_{k}": ev[k] for k in ("macro_f1", "accuracy", "balanced_accuracy",
+                                                      "outlet_macro_f1", "outlet_balanced_accuracy") if k in ev}
                 row |= {f"{part}_recall_{c}": r for c, r in ev["recall"].items()}
                 if part == "test":
                     matrices[f"{short_name(name)} {head}"] = ev["confusion"]
@@ -116,6 +124,8 @@ def run(cfg: DictConfig, out_dir: str | Path) -> pd.DataFrame:
                     io.write_json(out_dir / "model" / windows.WINDOW_FILE, OmegaConf.to_container(cfg.window))
                 swap = _outlet_swap(model, tok, parts, cfg) if cfg.task == "leaning" else None
                 best["outlet_swap"] = swap
+                best["by_outlet"] = by_outlet(data["test"], probs["test"], classes, outlets["test"]) \
+                    if "test" in outlets else None
             del model
     table = pd.DataFrame(rows)
     masked = outlet_names(cfg, parts) if cfg.task == "leaning" else []

@@ -109,7 +109,6 @@ def make_examples(cfg: DictConfig, seed: int, parts: dict | None = None) -> dict
     """{part: [(text, class)]} for the task (parts: make_parts); articles are split before sentences are
     drawn, so the quality task's held-out sentences come from unseen articles."""
     parts = make_parts(cfg, seed) if parts is None else parts
-    caps = {"train": cfg.train.get("max_examples"), "valid": cfg.train.get("max_eval_examples")}
     if cfg.task == "leaning":
         masked = outlet_names(cfg, parts)
         out = {k: list(zip(leaning_texts(cfg, v, masked), [a["label"] for a in v], strict=True))
@@ -119,14 +118,30 @@ def make_examples(cfg: DictConfig, seed: int, parts: dict | None = None) -> dict
         out = {k: quality_examples([_record_text(a, cfg.text_template) for a in v], seed=seed + i,
                                    min_words=cfg.quality.min_words, all_classes=cfg.quality.all_classes,
                                    degenerate=cfg.quality.get("degenerate", False),
-                                   max_sentences=-(-caps.get(k, caps["valid"]) // per)
-                                   if caps.get(k, caps["valid"]) else None)
+                                   max_sentences=-(-_cap(cfg, k) // per) if _cap(cfg, k) else None)
                for i, (k, v) in enumerate(parts.items())}
-    rng = random.Random(seed)  # optional fixed random subsets (long benchmarks on few cores)
-    for k in out:
-        cap = caps.get(k, caps["valid"])
-        if cap and len(out[k]) > cap:
-            out[k] = rng.sample(out[k], cap)
+    for k, keep in _kept(cfg, {k: len(v) for k, v in out.items()}, seed).items():
+        out[k] = [out[k][i] for i in keep]
     for k, v in out.items():
         check(len(v) > 0, f"split.{k}", "a non-empty part (more data or other fractions)", 0)
     return out
+
+
+def _kept(cfg: DictConfig, sizes: dict[str, int], seed: int) -> dict[str, list[int]]:
+    """Indices of the examples kept per part: optional fixed random subsets (`train.max_examples`,
+    `train.max_eval_examples`; long benchmarks on few cores), drawn in part order from one seeded stream."""
+    rng, out = random.Random(seed), {}
+    for k, n in sizes.items():
+        cap = _cap(cfg, k)
+        out[k] = rng.sample(range(n), cap) if cap and n > cap else list(range(n))
+    return out
+
+
+def _cap(cfg: DictConfig, part: str) -> int | None:
+    return cfg.train.get("max_examples") if part == "train" else cfg.train.get("max_eval_examples")
+
+
+def example_outlets(cfg: DictConfig, parts: dict[str, list[dict]], seed: int) -> dict[str, list[str]]:
+    """The outlet of every leaning example of make_examples(cfg, seed, parts), in its order."""
+    return {k: [parts[k][i]["source"] for i in keep]
+            for k, keep in _kept(cfg, {k: len(v) for k, v in parts.items()}, seed).items()}

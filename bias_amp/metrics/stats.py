@@ -49,16 +49,17 @@ def share_cis(labels: Sequence[str], classes: Sequence[str] = LEANINGS, *, level
     return {c: (float(lo[k]), float(hi[k])) for k, c in enumerate(classes)}
 
 
-def confusion(y_true, y_pred, n: int) -> np.ndarray:
-    """Counts [true, predicted]."""
-    cm = np.zeros((n, n), dtype=int)
-    np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+def confusion(y_true, y_pred, n: int, weights=None) -> np.ndarray:
+    """Counts [true, predicted]; with `weights`, the sums of the examples' weights."""
+    cm = np.zeros((n, n), dtype=int if weights is None else float)
+    np.add.at(cm, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1 if weights is None else np.asarray(weights))
     return cm
 
 
-def macro_f1(y_true, y_pred, n: int) -> float:
-    """Unweighted mean over classes of F1 (a class absent from both truth and prediction counts as 0)."""
-    cm = confusion(y_true, y_pred, n)
+def macro_f1(y_true, y_pred, n: int, weights=None) -> float:
+    """Unweighted mean over classes of F1 (a class absent from both truth and prediction counts as 0);
+    `weights` weigh the examples (e.g. 1 / articles of its outlet: every outlet counts the same)."""
+    cm = confusion(y_true, y_pred, n, weights)
     tp = np.diag(cm).astype(float)
     denom = cm.sum(0) + cm.sum(1)
     return float(np.mean(np.where(denom > 0, 2 * tp / np.maximum(denom, 1), 0.0)))
