@@ -38,6 +38,10 @@ STATES = ("fp32", "bf16")
 ROWS = 4096                      # HeadNLL's bf16 weight gradient is made this many vocabulary rows at a time
 SLICE = 1 << 20                  # AdamW(bf16 state) works in fp32 on this many elements at a time
 MMAP_THRESHOLD = 1 << 17         # bytes: glibc serves (and returns) allocations this large by mmap under memory=low
+# The head's fp32 log-softmax / softmax runs on this many rows of [rows, vocab] logits at a time, so the fp32 copy
+# stays in cache: bit for bit the values of one call over all rows, 6x faster on a CPU (512 x 49,152 bf16 logits,
+# one core: 23 vs 153 ms).
+LOSS_ROWS = 4
 
 
 _returning = False                # return_freed_memory() succeeded in this process
@@ -83,8 +87,7 @@ class HeadNLL(torch.autograd.Function):
         ctx.chunk, ctx.tied = chunk, tied
         ctx.save_for_backward(h, weight, y)
         w = weight.to(ctx.dtype)
-        return torch.cat([F.cross_entropy((h[s:s + chunk].to(ctx.dtype) @ w.t()).float(), y[s:s + chunk],
-                                          ignore_index=-100, reduction="none") for s in range(0, len(y), chunk)])
+        return torch.cat([row_nll(h[s:s + chunk].to(ctx.dtype) @ w.t(), y[s:s + chunk]) for s in range(0, len(y), chunk)])
 
     @staticmethod
     def backward(ctx, grad_out):
@@ -104,7 +107,7 @@ class HeadNLL(torch.autograd.Function):
         """(start, h chunk, d loss / d logits) per chunk: softmax - onehot, times the rows' upstream gradient."""
         for s in range(0, len(y), chunk):
             hc, yc = h[s:s + chunk].to(w.dtype), y[s:s + chunk]
-            d = torch.softmax((hc @ w.t()).float(), -1)
+            d = row_softmax(hc @ w.t())
             keep = yc != -100
             d[keep, yc[keep]] -= 1
             yield s, hc, d.mul_((grad_out[s:s + chunk] * keep)[:, None])
@@ -125,6 +128,23 @@ class HeadNLL(torch.autograd.Function):
         for _, hc, d in HeadNLL.dlogits(h, weight.to(dtype), y, grad_out, chunk):
             HeadNLL.add_grad_weight(grad_w, d, hc)
         return grad_w
+
+
+def row_nll(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """F.cross_entropy(logits.float(), y, ignore_index=-100, reduction="none"), LOSS_ROWS rows at a time."""
+    out = torch.empty(len(y), dtype=torch.float32, device=logits.device)
+    for s in range(0, len(y), LOSS_ROWS):
+        out[s:s + LOSS_ROWS] = F.cross_entropy(logits[s:s + LOSS_ROWS].float(), y[s:s + LOSS_ROWS],
+                                               ignore_index=-100, reduction="none")
+    return out
+
+
+def row_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """torch.softmax(logits.float(), -1), LOSS_ROWS rows at a time."""
+    out = torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
+    for s in range(0, len(logits), LOSS_ROWS):
+        out[s:s + LOSS_ROWS] = torch.softmax(logits[s:s + LOSS_ROWS].float(), -1)
+    return out
 
 
 class TiedRows(torch.autograd.Function):

@@ -3,6 +3,7 @@ path, holds at most one parameter's gradient, and is refused where it cannot app
 
 import pytest
 import torch
+import torch.nn.functional as F
 from accelerate import Accelerator
 from conftest import SENTENCES
 from omegaconf import OmegaConf
@@ -136,6 +137,18 @@ def test_token_nll_equals_the_whole_logits_loss_and_its_gradient(tiny_model, tin
     got = torch.autograd.grad(nll.sum(), list(tiny_model.parameters()))
     assert torch.allclose(nll.sum(), whole, rtol=tol)
     assert all(torch.allclose(a, b, rtol=tol, atol=tol * a.abs().max()) for a, b in zip(ref, got, strict=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_row_loss_is_the_one_call_loss_bit_for_bit(dtype):
+    """The head's loss a few rows at a time (memory.LOSS_ROWS, a speed-up) changes no value."""
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(23, 5003, generator=g) * 4).to(dtype)          # 23: not a multiple of LOSS_ROWS
+    y = torch.randint(0, 5003, (23,), generator=g)
+    y[::5] = -100
+    whole = F.cross_entropy(logits.float(), y, ignore_index=-100, reduction="none")
+    assert torch.equal(memory.row_nll(logits, y), whole) and (whole[::5] == 0).all()
+    assert torch.equal(memory.row_softmax(logits), torch.softmax(logits.float(), -1))
 
 
 def test_stochastic_rounding_is_unbiased_onto_the_two_neighbours():
