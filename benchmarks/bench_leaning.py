@@ -72,8 +72,6 @@ def outlets(model_dir: str, per_outlet: int | None, dtype: str, seed: int = 0) -
     from omegaconf import OmegaConf
 
     from bias_amp import io
-    from bias_amp.classifier.fit import by_outlet, scores
-    from bias_amp.layout import LEANINGS
     from bias_amp.metrics.leaning import LeaningClassifier
 
     rows, rng = list(io.read_jsonl(SHARED / "valid.jsonl.gz")), random.Random(seed)
@@ -87,24 +85,30 @@ def outlets(model_dir: str, per_outlet: int | None, dtype: str, seed: int = 0) -
     clf.model.to(getattr(torch, {"bf16": "bfloat16", "fp32": "float32"}[dtype]))
     with torch.inference_mode():
         probs = clf.predict([f"{r['title']}\n{r['text']}" for r in pick])
-    data, src = [("", r["label"]) for r in pick], [r["source"] for r in pick]
-    ev = scores(data, probs, list(LEANINGS), src)
     return {"articles": len(pick), "outlets": len(groups), "per_outlet": per_outlet, "precision": dtype,
-            **{k: ev[k] for k in ("macro_f1", "balanced_accuracy", "outlet_macro_f1", "outlet_balanced_accuracy",
-                                  "recall")},
-            "by_outlet": by_outlet(data, probs, list(LEANINGS), src)}
+            **outlet_scores(pick, probs)}
+
+
+def outlet_scores(records: list[dict], probs) -> dict:
+    """Raw and outlet-weighted scores of [n, 3] probabilities against the records' labels, and per-outlet rows."""
+    from bias_amp.classifier.fit import by_outlet, scores
+    from bias_amp.layout import LEANINGS
+
+    data, src = [("", r["label"]) for r in records], [r["source"] for r in records]
+    ev = scores(data, probs, list(LEANINGS), src)
+    return {**{k: ev[k] for k in ("macro_f1", "balanced_accuracy", "outlet_macro_f1", "outlet_balanced_accuracy",
+                                  "recall")}, "by_outlet": by_outlet(data, probs, list(LEANINGS), src)}
 
 
 def tfidf(seed: int = 0) -> dict:
     """The bag-of-words baseline (see the module doc), scored as `outlets` scores."""
     import random
 
-    import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     from bias_amp import io
-    from bias_amp.classifier.fit import by_outlet, scores
+    from bias_amp.classifier.fit import scores
     from bias_amp.layout import LEANINGS
     from bias_amp.metrics.outlets import all_names, mask
 
@@ -126,12 +130,7 @@ def tfidf(seed: int = 0) -> dict:
     grid = {C: scores([("", r["label"]) for r in val], fit([r for r in train if r["source"] not in held], C)(val),
                       list(LEANINGS))["macro_f1"] for C in (0.1, 0.3, 1.0, 3.0, 10.0)}
     best = max(grid, key=grid.get)
-    probs = fit(train, best)(test)
-    data, src = [("", r["label"]) for r in test], [r["source"] for r in test]
-    ev = scores(data, np.asarray(probs), list(LEANINGS), src)
-    return {"articles": len(test), "C": best, "valid_macro_f1": grid,
-            **{k: ev[k] for k in ("macro_f1", "balanced_accuracy", "outlet_macro_f1", "outlet_balanced_accuracy",
-                                  "recall")}, "by_outlet": by_outlet(data, np.asarray(probs), list(LEANINGS), src)}
+    return {"articles": len(test), "C": best, "valid_macro_f1": grid, **outlet_scores(test, fit(train, best)(test))}
 
 
 def main() -> None:

@@ -37,8 +37,9 @@ def verdict(table: pd.DataFrame) -> list[str]:
 
 
 def results_markdown(table: pd.DataFrame, cfg: DictConfig) -> str:
-    cols = [c for c in ("backbone", "head", "valid_macro_f1", "test_macro_f1", "test_outlet_macro_f1", "test_balanced_accuracy",
-                        "random_test_macro_f1", "test_accuracy", "best_epoch", "l2") if c in table]
+    cols = [c for c in ("backbone", "head", "valid_macro_f1", "test_macro_f1", "test_outlet_macro_f1",
+                        "test_balanced_accuracy", "random_test_macro_f1", "test_accuracy", "best_epoch", "l2")
+            if c in table]
     head = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
     body = "".join("| " + " | ".join(_f(r[c]) for c in cols) + " |\n" for _, r in table.iterrows())
     given = ", ".join(f"{k}: {cfg.split[k]}" for k in ("train", "valid", "test") if cfg.split.get(k))

@@ -85,9 +85,8 @@ def perplexities(model, tok, texts: list[str], *, max_length: int | None = None,
         if memory.chunkable(model):
             token = memory.token_nll(model, input_ids, mask, labels, CHUNK)[:, :-1]
         else:
-            logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1].float()
-            token = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels[:, 1:].flatten(),
-                                                      ignore_index=-100, reduction="none").view(labels[:, 1:].shape)
+            logits = model(input_ids=input_ids, attention_mask=mask).logits[:, :-1]
+            token = memory.row_nll(logits.flatten(0, 1), labels[:, 1:].flatten()).view(labels[:, 1:].shape)
         loss = token.sum(1).cpu().numpy()
         n_targets = (labels[:, 1:] != -100).sum(1).cpu().numpy()
         for r, (a, _, _) in enumerate(batch):
