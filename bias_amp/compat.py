@@ -62,13 +62,26 @@ def rewind_cache(cache) -> None:
         layer.cumulative_length.zero_()
 
 
-def compact_cache(cache, keep: torch.Tensor) -> None:
-    """Keep only the rows `keep` of every initialised layer."""
-    for layer in cache.layers:
-        if layer.is_initialized:
-            layer.keys = layer.keys.index_select(0, keep)
-            layer.values = layer.values.index_select(0, keep)
-            layer.batch_size = len(keep)
+def compact_cache(cache, keep: torch.Tensor, spare: dict | None = None, written: int | None = None) -> None:
+    """Keep only the rows `keep` (indices; repeats allowed) of every initialised layer. `spare`: a dict the caller
+    keeps between calls; when the row count stays the same the rows are gathered into its buffers and the old
+    ones kept there for the next call (a beam reorder every step, without allocating the cache anew); then
+    `written` positions are copied, the rest left stale (masked out, or rewritten before they are read)."""
+    for i, layer in enumerate(cache.layers):
+        if not layer.is_initialized:
+            continue
+        for name in ("keys", "values"):
+            old = getattr(layer, name)
+            buf = spare.get((i, name)) if spare is not None else None
+            if buf is None or buf.shape[0] != len(keep) or buf.shape[1:] != old.shape[1:]:
+                buf, written_here = old.new_empty((len(keep), *old.shape[1:])), None
+            else:
+                written_here = written
+            torch.index_select(old[:, :, :written_here], 0, keep, out=buf[:, :, :written_here])
+            setattr(layer, name, buf)
+            if spare is not None:
+                spare[(i, name)] = old
+        layer.batch_size = len(keep)
 
 
 # --- torch: oneDNN linear with a packed weight ----------------------------------------------------------------------
@@ -79,6 +92,86 @@ def pack_linear_weight(weight: torch.Tensor, rows: int) -> torch.Tensor:
 
 def packed_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+# --- transformers: beam search's selection (GenerationMixin._beam_search, steps b-g) ---------------------------------
+_BEAM_HELPERS = {  # the private steps of GenerationMixin._beam_search that BeamSelection calls, and their arguments
+    "_get_top_k_continuations": {"accumulated_log_probs", "running_sequences", "running_beam_indices", "cur_len",
+                                 "decoder_prompt_len", "do_sample", "beams_to_keep", "num_beams", "batch_size"},
+    "_get_running_beams_for_next_iteration": {"topk_log_probs", "topk_running_sequences", "topk_running_beam_indices",
+                                              "next_token_hits_stopping_criteria", "num_beams"},
+    "_update_finished_beams": {"sequences", "topk_running_sequences", "beam_scores", "topk_log_probs", "beam_indices",
+                               "topk_running_beam_indices", "is_early_stop_heuristic_unsatisfied", "is_sent_finished",
+                               "next_token_hits_stopping_criteria", "top_num_beam_mask", "num_beams", "cur_len",
+                               "decoder_prompt_len", "length_penalty", "early_stopping"},
+    "_check_early_stop_heuristic": {"is_early_stop_heuristic_unsatisfied", "running_beam_scores", "beam_scores",
+                                    "is_sent_finished", "cur_len", "max_length", "decoder_prompt_len",
+                                    "early_stopping", "length_penalty"},
+    "_beam_search_has_unfinished_sequences": {"is_early_stop_heuristic_unsatisfied", "is_sent_finished",
+                                              "next_token_hits_stopping_criteria", "early_stopping"},
+}
+
+
+class BeamSelection:
+    """transformers' beam search, one step at a time, for a caller that runs the model itself: the same private
+    helpers `_beam_search` calls, on the same state (scores of the running and finished beams, the sequences
+    [batch, beams, prompt + new]), so the tokens are those `generate(num_beams=...)` picks from the same logits.
+    Stopping: EOS, or `new_tokens` tokens (generate's two criteria here). `step(logits)` takes the last-position
+    logits [batch * beams, vocab] and returns the row of the previous step each row continues (the cache's
+    reorder), or None when the search is over; `new_tokens()` then gives each prompt's best beam."""
+
+    def __init__(self, model, batch: int, beams: int, prompt_len: int, new_tokens: int, eos: tuple[int, ...],
+                 pad: int, length_penalty: float, early_stopping, device):
+        self.m, self.b, self.k, self.prompt = model, batch, beams, prompt_len
+        self.length, self.lp, self.early = prompt_len + new_tokens, length_penalty, early_stopping
+        self.eos = torch.tensor(eos or [-1], device=device)
+        self.keep = max(2, 1 + len(eos)) * beams
+        self.top_mask = torch.arange(self.keep, device=device) < beams
+        self.running = torch.full((batch, beams, self.length), pad, dtype=torch.long, device=device)
+        self.done = self.running.clone()
+        self.running_scores = torch.zeros(batch, beams, device=device)
+        self.running_scores[:, 1:] = -1e9
+        self.scores = torch.full((batch, beams), -1e9, device=device)
+        self.finished = torch.zeros(batch, beams, dtype=torch.bool, device=device)
+        self.improvable = torch.ones(batch, 1, dtype=torch.bool, device=device)
+        self.running_idx = torch.full((batch, beams, new_tokens), -1, dtype=torch.int32, device=device)
+        self.done_idx = self.running_idx.clone()
+        self.cur = prompt_len
+
+    def step(self, logits: torch.Tensor) -> torch.Tensor | None:
+        m, b, k, cur = self.m, self.b, self.k, self.cur
+        log_probs = torch.log_softmax(logits.float(), -1).view(b, k, -1) + self.running_scores[:, :, None]
+        top_lp, top_seq, top_idx = m._get_top_k_continuations(
+            accumulated_log_probs=log_probs.view(b, -1), running_sequences=self.running,
+            running_beam_indices=self.running_idx, cur_len=cur, decoder_prompt_len=self.prompt, do_sample=False,
+            beams_to_keep=self.keep, num_beams=k, batch_size=b)
+        hits = torch.isin(top_seq[:, :, cur], self.eos) | (cur + 1 >= self.length)
+        self.running, self.running_scores, self.running_idx = m._get_running_beams_for_next_iteration(
+            topk_log_probs=top_lp, topk_running_sequences=top_seq, topk_running_beam_indices=top_idx,
+            next_token_hits_stopping_criteria=hits, num_beams=k)
+        self.done, self.scores, self.done_idx, self.finished = m._update_finished_beams(
+            sequences=self.done, topk_running_sequences=top_seq, beam_scores=self.scores, topk_log_probs=top_lp,
+            beam_indices=self.done_idx, topk_running_beam_indices=top_idx,
+            is_early_stop_heuristic_unsatisfied=self.improvable, is_sent_finished=self.finished,
+            next_token_hits_stopping_criteria=hits, top_num_beam_mask=self.top_mask, num_beams=k, cur_len=cur,
+            decoder_prompt_len=self.prompt, length_penalty=self.lp, early_stopping=self.early)
+        rows = self.running_idx[..., cur - self.prompt].reshape(-1)
+        self.cur = cur = cur + 1
+        self.improvable = m._check_early_stop_heuristic(
+            is_early_stop_heuristic_unsatisfied=self.improvable, running_beam_scores=self.running_scores,
+            beam_scores=self.scores, is_sent_finished=self.finished, cur_len=cur, max_length=self.length,
+            decoder_prompt_len=self.prompt, early_stopping=self.early, length_penalty=self.lp)
+        going = m._beam_search_has_unfinished_sequences(self.improvable, self.finished, hits, self.early)
+        return rows.long() if bool(going) else None
+
+    def last_tokens(self) -> torch.Tensor:
+        """[batch * beams] the token each running beam ends in (the next forward's input)."""
+        return self.running[:, :, self.cur - 1].reshape(-1)
+
+    def new_tokens(self) -> list[list[int]]:
+        """Each prompt's best beam after the prompt (generate's `sequences[:, prompt:]`, untrimmed)."""
+        generated = int((self.done_idx[:, 0] + 1).bool().sum(-1).max())
+        return self.done[:, 0, self.prompt:self.prompt + generated].tolist()
 
 
 # --- the check ------------------------------------------------------------------------------------------------------
@@ -119,6 +212,11 @@ def problems() -> list[str]:
                 and isinstance(layer.cumulative_length, torch.Tensor))
 
     probe("cache_utils.StaticLayer (keys, values, batch_size, cumulative_length, is_initialized)", cache_layer)
+    from transformers import GenerationMixin
+
+    for name, args in _BEAM_HELPERS.items():
+        probe(f"GenerationMixin.{name} arguments",
+              lambda name=name, args=args: args <= inspect.signature(getattr(GenerationMixin, name)).parameters.keys())
     if torch.backends.mkldnn.is_available():
         def linear():
             x, w = torch.randn(3, 8), torch.randn(5, 8)

@@ -43,3 +43,17 @@ def test_cache_helpers_rewind_and_compact(tiny_model):
     assert compat.cache_batch_size(cache) == 2 and cache.layers[0].keys.shape[0] == 2
     compat.rewind_cache(cache)
     assert int(cache.layers[0].cumulative_length) == 0
+
+
+def test_cache_reorder_into_spare_buffers_copies_the_written_positions(tiny_model):
+    cache = compat.static_cache(tiny_model.config, 8)
+    with torch.inference_mode():
+        tiny_model(input_ids=torch.tensor([[1, 2, 3], [4, 5, 6], [7, 8, 9]]), cache=cache, use_cache=True)
+        first, before = cache.layers[0].keys, cache.layers[0].keys.clone()
+        spare, cycle = {}, torch.tensor([1, 2, 0])
+        compat.compact_cache(cache, cycle, spare, written=3)  # first call: a fresh buffer, every position copied
+        assert torch.equal(cache.layers[0].keys, before[cycle]) and spare[(0, "keys")] is first
+        compat.compact_cache(cache, cycle, spare, written=2)  # back into the first buffer: positions 0-1 only
+    keys = cache.layers[0].keys
+    assert keys is first and torch.equal(keys[:, :, :2], before[cycle][cycle][:, :, :2])
+    assert torch.equal(keys[:, :, 2:], before[:, :, 2:])  # not copied: the buffer's old rows, stale

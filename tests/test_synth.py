@@ -247,13 +247,56 @@ def test_nucleus_sampling_distribution_matches_hf(monkeypatch):
     assert torch.allclose(freq, target, atol=0.015)
 
 
-def test_beam_search_runs_batched_and_matches_naive(tiny_model, tiny_tokenizer):
+def no_hf_generate(monkeypatch):
+    from bias_amp.synth import decode
+
+    monkeypatch.setattr(decode, "hf_generate", lambda *a, **k: pytest.fail("HF generate ran"))
+
+
+def test_beam_search_runs_batched_and_matches_naive(tiny_model, tiny_tokenizer, monkeypatch):
+    no_hf_generate(monkeypatch)
     eos = tiny_tokenizer.eos_token_id
     model = eos_model(tiny_model, eos, -1e4)
     blocks = [b for a in articles(2) for b in split_blocks(tiny_tokenizer, a["title"], a["body"], 16)][:4]
     got = generate_blocks(model, blocks, {"num_beams": 10}, new_tokens=8, batch_size=4, pad_id=eos)
     assert [len(g) for g in got] == [8] * len(blocks)
     assert got == [naive(model, b, 8, eos, num_beams=10) for b in blocks]
+
+
+@pytest.mark.parametrize("kw, bias", [({"num_beams": 4}, 0.8), ({"num_beams": 3, "length_penalty": 0.3}, 0.5),
+                                      ({"num_beams": 5, "early_stopping": True, "length_penalty": 2.0}, 0.5),
+                                      ({"num_beams": 4, "early_stopping": "never"}, 1.0)])
+def test_beam_search_with_eos_equals_hf_generate_per_block(kw, bias, tiny_model, tiny_tokenizer, monkeypatch):
+    """Beams end at EOS at different steps: finished hypotheses, length penalty and the stopping rules are HF's."""
+    eos = tiny_tokenizer.eos_token_id
+    model = eos_model(tiny_model, eos, bias)
+    blocks = [b for a in articles(3) for b in split_blocks(tiny_tokenizer, a["title"], a["body"], 12)]
+    want = [naive(model, b, 16, eos, **kw) for b in blocks]
+    no_hf_generate(monkeypatch)
+    assert generate_blocks(model, blocks, kw, new_tokens=16, batch_size=5, pad_id=eos) == want
+    assert len({len(w) for w in want}) > 2  # some beams stopped early, at different lengths
+
+
+def test_beam_search_llama_architecture_equals_hf_generate(tiny_tokenizer, monkeypatch):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    eos = tiny_tokenizer.eos_token_id
+    torch.manual_seed(1)
+    config = LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         bos_token_id=eos, eos_token_id=eos, pad_token_id=eos)
+    model = LlamaForCausalLM(config).eval()
+    blocks = [b for a in articles(2) for b in split_blocks(tiny_tokenizer, a["title"], a["body"], 12)]
+    want = [naive(model, b, 12, eos, num_beams=6) for b in blocks]
+    no_hf_generate(monkeypatch)
+    assert generate_blocks(model, blocks, {"num_beams": 6}, new_tokens=12, batch_size=4, pad_id=eos) == want
+
+
+def test_beam_sampling_goes_to_hf_generate(tiny_model):
+    from bias_amp.synth.options import plan
+
+    assert plan(tiny_model, {"num_beams": 3, "do_sample": True}, 0).why_hf.startswith("num_beams=3 with do_sample")
+    assert plan(tiny_model, {"num_beams": 3}, 0).beams == 3
 
 
 def test_other_generate_kwargs_pass_through(tiny_model, tiny_tokenizer):

@@ -1,8 +1,8 @@
 """Block synthesis (paper §4.2, App. B): an article is cut into a title block and 64-token body blocks; each block
 is continued by 64 new tokens; the synthetic article is the decoded concatenation of the continuations.
 
-Blocks from all articles are batched (sorted by length, left-padded) and continued by an own decode loop for greedy
-and sampling (`decode.py`), or by HF `generate` for anything else (beam search, penalties...), both in
+Blocks from all articles are batched (sorted by length, left-padded) and continued by own decode loops for greedy,
+sampling and beam search (`decode.py`), or by HF `generate` for anything else (penalties, beam sampling...), both in
 `decode.py`; `options.py` validates the decoding kwargs and plans which path runs. `precision` (the run's
 `precision` key) casts the weights, and so the KV cache, for the call (`bias_amp.precision`)."""
 
@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from bias_amp import compat
 from bias_amp import precision as numeric
 from bias_amp.errors import check, check_range
-from bias_amp.synth.decode import continue_blocks, hf_generate
+from bias_amp.synth.decode import beam_blocks, continue_blocks, hf_generate
 from bias_amp.synth.kernels import exact_fast_ops, packed_weights
 from bias_amp.synth.options import Decoding, checked, plan, validate_decoding
 
@@ -91,7 +91,9 @@ def _generate(model, prompts, decoding: Decoding, new_tokens, batch_size, seed, 
             for lo in range(0, len(order), batch_size):
                 idx = order[lo:lo + batch_size]
                 batch = [prompts[i] for i in idx]
-                if how.fast:
+                if how.fast and how.beams > 1:
+                    new = beam_blocks(model, batch, new_tokens, how)
+                elif how.fast:
                     new = continue_blocks(model, batch, new_tokens, how, generator, reuse)
                 else:
                     new = hf_generate(model, batch, new_tokens, how, decoding, seed + lo)

@@ -1,7 +1,9 @@
-"""The fast block-continuation loop: one left-padded batch of prompts, a preallocated KV cache, the causal+padding
-mask built once and sliced per step, the prefill in position chunks (CPU), last-position logits only, finished rows
-dropped from the batch; the kernels it swaps in while running are in `kernels.py`. `hf_generate` is the other path
-(beam search, other logits processors): one batched HF `generate`, the same left padding.
+"""The fast block-continuation loops: one left-padded batch of prompts, a preallocated KV cache, the causal+padding
+mask built once and sliced per step, the prefill in position chunks (CPU), last-position logits only (`_Batch`);
+greedy and sampling drop finished rows from the batch (`continue_blocks`), beam search prefills each prompt once
+and reorders the cache in place (`beam_blocks`); the kernels they swap in while running are in `kernels.py`.
+`hf_generate` is the other path (other logits processors, beam sampling): one batched HF `generate`, the same left
+padding.
 Greedy picks the argmax like HF; sampling applies HF's temperature -> top-k -> top-p warpers (same distribution)."""
 
 from __future__ import annotations
@@ -84,6 +86,57 @@ def _fresh_cache(model, batch: int, total: int, reuse: dict | None):
     return cache
 
 
+class _Batch:
+    """A left-padded batch of prompts on a preallocated KV cache: `prefill()` gives the last prompt position's
+    logits, `step(tokens)` feeds one token per row and gives the next; `keep(rows)` selects / repeats / reorders
+    rows (finished rows dropped, beams expanded and reordered). Run inside `sliced_attention(model)`."""
+
+    def __init__(self, model, prompts: list[list[int]], new_tokens: int, pad: int, reuse: dict | None, sliced: bool):
+        self.model, self.sliced = model, sliced
+        device = model.device
+        self.ids, self.mask2d = left_pad(prompts, pad, new_tokens, device)
+        batch, self.width = self.ids.shape
+        self.positions = (self.mask2d.long().cumsum(-1) - 1).clamp_(min=0)
+        self.full = _full_mask(model, self.mask2d)
+        self.cache_key, self.keep_logits = _forward_kwargs(model)
+        self.cache = _fresh_cache(model, batch, self.width + new_tokens, reuse)
+        self.at = self.width  # the position the next step writes
+        # Logits of the last position only (a tensor index keeps it one matmul, not B mat-vecs), none before the
+        # last prefill chunk.
+        self.last = torch.tensor([-1], device=device)
+        self.none = torch.tensor([], dtype=torch.long, device=device)
+
+    def _forward(self, inputs, start: int, stop: int, logits: bool = True):
+        if self.full is None:
+            mask = self.mask2d[:, :stop]
+        else:  # rows of the new positions; columns up to the current length when attention is sliced
+            mask = self.full[:, :, start:stop, :stop] if self.sliced else self.full[:, :, start:stop]
+        keep = {"logits_to_keep": self.last if logits else self.none} if self.keep_logits else {}
+        out = self.model(input_ids=inputs, attention_mask=mask, position_ids=self.positions[:, start:stop],
+                         use_cache=True, **{self.cache_key: self.cache}, **keep)
+        return out.logits[:, -1, :].float() if logits else None
+
+    def prefill(self) -> torch.Tensor:
+        """On CPU in position chunks of <= _PREFILL_ROWS rows, so that the temporaries are reused by the allocator
+        instead of faulted in fresh each layer."""
+        batch, width = self.ids.shape
+        chunk = max(1, _PREFILL_ROWS // batch) if self.ids.device.type == "cpu" else width
+        for start in range(0, width, chunk):
+            stop = min(start + chunk, width)
+            logits = self._forward(self.ids[:, start:stop], start, stop, logits=stop == width)
+        return logits
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.at += 1
+        return self._forward(tokens[:, None], self.at - 1, self.at)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep rows `rows` (indices into the current rows; repeats allowed)."""
+        self.positions, self.mask2d = self.positions[rows], self.mask2d[rows]
+        self.full = self.full[rows] if self.full is not None else None
+        compat.compact_cache(self.cache, rows)
+
+
 @torch.inference_mode()
 def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan,
                     generator: torch.Generator | None = None, reuse: dict | None = None) -> list[list[int]]:
@@ -91,39 +144,15 @@ def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan
     Returns the new token ids per prompt, EOS and anything after it removed. `reuse`: a dict that keeps
     the KV cache between calls with the same shapes."""
     device = model.device
-    ids, mask2d = left_pad(prompts, plan.pad, new_tokens, device)
-    batch, width = ids.shape
-    total = width + new_tokens
-    positions = (mask2d.long().cumsum(-1) - 1).clamp_(min=0)
-    full = _full_mask(model, mask2d)
-    cache_key, keep_logits = _forward_kwargs(model)
-    cache = _fresh_cache(model, batch, total, reuse)
     eos = torch.tensor(plan.eos or [-1], device=device)
     sampler = Sampler(plan, generator)
-
-    # Logits of the last position only (a tensor index keeps it one matmul, not B mat-vecs), none before the last
-    # prefill chunk. On CPU the prefill runs in position chunks of <= _PREFILL_ROWS rows, so that its temporaries
-    # are reused by the allocator instead of faulted in fresh each layer.
-    last, none = torch.tensor([-1], device=device), torch.tensor([], dtype=torch.long, device=device)
-    chunk = max(1, _PREFILL_ROWS // batch) if device.type == "cpu" else width
-
-    def step(inputs, start, stop, logits=True):
-        if full is None:
-            mask = mask2d[:, :stop]
-        else:  # rows of the new positions; columns up to the current length when attention is sliced
-            mask = full[:, :, start:stop, :stop] if sliced else full[:, :, start:stop]
-        keep = {"logits_to_keep": last if logits else none} if keep_logits else {}
-        out = model(input_ids=inputs, attention_mask=mask, position_ids=positions[:, start:stop],
-                    use_cache=True, **{cache_key: cache}, **keep)
-        return out.logits[:, -1, :].float() if logits else None
-
     with sliced_attention(model) as sliced:
-        out = torch.full((batch, new_tokens), plan.pad, dtype=torch.long, device=device)
-        rows = torch.arange(batch, device=device)  # original row of each row still in the batch
-        running = torch.ones(batch, dtype=torch.bool, device=device)  # no EOS yet
-        for start in range(0, width, chunk):
-            stop = min(start + chunk, width)
-            logits = step(ids[:, start:stop], start, stop, logits=stop == width)
+        batch = _Batch(model, prompts, new_tokens, plan.pad, reuse, sliced)
+        n = len(prompts)
+        out = torch.full((n, new_tokens), plan.pad, dtype=torch.long, device=device)
+        rows = torch.arange(n, device=device)  # original row of each row still in the batch
+        running = torch.ones(n, dtype=torch.bool, device=device)  # no EOS yet
+        logits = batch.prefill()
         for t in range(new_tokens):
             token = sampler(logits)
             out[rows, t] = token
@@ -133,12 +162,32 @@ def continue_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan
                 break
             if n_running <= _COMPACT_AT * len(rows):
                 keep = running.nonzero().squeeze(1)
-                rows, token, positions, mask2d = rows[keep], token[keep], positions[keep], mask2d[keep]
-                running = running[keep]
-                full = full[keep] if full is not None else None
-                compat.compact_cache(cache, keep)
-            logits = step(token[:, None], width + t, width + t + 1)
+                rows, token, running = rows[keep], token[keep], running[keep]
+                batch.keep(keep)
+            logits = batch.step(token)
     return [_until_eos(row, plan.eos) for row in out.tolist()]
+
+
+@torch.inference_mode()
+def beam_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan) -> list[list[int]]:
+    """Beam search with `plan.beams` beams, choosing as HF `generate` does (its own selection steps,
+    `compat.BeamSelection`), on the fast loop's batch: each prompt prefilled once and its cache rows then repeated
+    per beam (generate prefills every beam), a static cache reordered in place, sliced attention, last-position
+    logits only. Returns the best beam's new tokens per prompt, EOS and after removed."""
+    k = plan.beams
+    with sliced_attention(model) as sliced:
+        batch = _Batch(model, prompts, new_tokens, plan.pad, None, sliced)
+        logits = batch.prefill()
+        expand = torch.arange(len(prompts), device=model.device).repeat_interleave(k)
+        batch.keep(expand)
+        select = compat.BeamSelection(model, len(prompts), k, batch.width, new_tokens, plan.eos, plan.pad,
+                                      plan.length_penalty, plan.early_stopping, model.device)
+        spare: dict = {}
+        rows = select.step(logits[expand])
+        while rows is not None:  # beams reordered within their prompt: masks and positions stay
+            compat.compact_cache(batch.cache, rows, spare, written=batch.at)
+            rows = select.step(batch.step(select.last_tokens()))
+    return [_until_eos(row, plan.eos) for row in select.new_tokens()]
 
 
 def left_pad(prompts: list[list[int]], pad: int, extra: int, device) -> tuple[torch.Tensor, torch.Tensor]:

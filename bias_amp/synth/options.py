@@ -87,7 +87,8 @@ def validate_decoding(kwargs) -> Decoding:
 
 @dataclass(frozen=True)
 class Plan:
-    """How to decode: `fast` (own loop: greedy or sampling) or HF generate; the sampling warpers."""
+    """How to decode: `fast` (own loops: greedy, sampling, or beam search when `beams` > 1) or HF generate; the
+    sampling warpers; beam search's length penalty and early stopping."""
 
     fast: bool
     sample: bool
@@ -97,6 +98,9 @@ class Plan:
     eos: tuple[int, ...] = ()
     pad: int = 0
     why_hf: str = ""
+    beams: int = 1
+    length_penalty: float = 1.0
+    early_stopping: bool | str = False
 
 
 def merged_config(model, kwargs: dict):
@@ -113,8 +117,8 @@ def merged_config(model, kwargs: dict):
 
 
 def plan(model, kwargs: dict, pad_id: int | None) -> Plan:
-    """Fast loop when the merged config asks for plain greedy/sampling (temperature, top-k, top-p) and the
-    model is a decoder-only causal LM with full attention; HF generate otherwise (beam search, penalties...)."""
+    """Fast loops when the merged config asks for plain greedy/sampling (temperature, top-k, top-p) or beam search
+    and the model is a decoder-only causal LM with full attention; HF generate otherwise (penalties...)."""
     gc, unused = merged_config(model, kwargs)
     eos = gc.eos_token_id
     eos = () if eos is None else tuple(eos) if isinstance(eos, (list, tuple)) else (int(eos),)
@@ -123,6 +127,9 @@ def plan(model, kwargs: dict, pad_id: int | None) -> Plan:
     reason = _hf_reason(model, gc, unused)
     if reason:
         return Plan(fast=False, why_hf=reason, **common)
+    if (gc.num_beams or 1) > 1:
+        return Plan(fast=True, beams=int(gc.num_beams), length_penalty=float(gc.length_penalty),
+                    early_stopping=gc.early_stopping, **common)
     return Plan(fast=True, temperature=float(gc.temperature or 1.0), top_k=int(gc.top_k or 0),
                 top_p=float(1.0 if gc.top_p is None else gc.top_p), **common)
 
@@ -130,8 +137,8 @@ def plan(model, kwargs: dict, pad_id: int | None) -> Plan:
 def _hf_reason(model, gc, unused: dict) -> str:
     if unused:
         return f"model kwargs {sorted(unused)}"
-    if (gc.num_beams or 1) != 1:
-        return f"num_beams={gc.num_beams}"
+    if (gc.num_beams or 1) > 1 and gc.do_sample:
+        return f"num_beams={gc.num_beams} with do_sample=True (beam sampling)"
     for key, value in vars(gc).items():
         if key.startswith("_") or key in _HANDLED or value is None:
             continue
