@@ -120,11 +120,10 @@ def synth_sides(model, ours, blocks, kw, eos, seed, args) -> dict:
     for p in ("fp32", "bf16"):
         sides[f"ours_{p}"] = lambda p=p: generate_blocks(ours, ours_blocks, kw, new_tokens=args.new_tokens,
                                                          batch_size=bs, seed=seed, pad_id=eos, precision=p)
-    if not beam:           # beam search already runs through batched HF generate
-        def plain():
-            with precision.inference_weights(model, "bf16"):
-                return batched_generate(model, blocks, kw, args.new_tokens, eos, bs, seed)
-        sides["batched_bf16"] = plain
+    def plain():               # one plain HF generate per batch (beam search: what the loop ran before beam_blocks)
+        with precision.inference_weights(model, "bf16"):
+            return batched_generate(model, ours_blocks, kw, args.new_tokens, eos, bs, seed)
+    sides["batched_bf16"] = plain
     return sides
 
 

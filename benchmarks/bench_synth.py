@@ -164,7 +164,7 @@ def run(args):
                                     batch_size=bs, seed=r, pad_id=eos, packed=args.packed)
                 naive_tps = sum(map(len, ref)) / t_naive
                 ours_tps = sum(map(len, got)) / t_ours
-                if args.batched and not beam:  # beam search already runs through batched HF generate
+                if args.batched:  # one plain HF generate per batch (beam: what the loop ran before beam_blocks)
                     plain, t_plain = timed(device, batched_generate, model, blocks, kwargs, args.new_tokens, eos,
                                            bs, r)
                     rec["batched"].append(sum(map(len, plain)) / t_plain)
