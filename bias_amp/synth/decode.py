@@ -192,7 +192,7 @@ def beam_blocks(model, prompts: list[list[int]], new_tokens: int, plan: Plan) ->
 
 def left_pad(prompts: list[list[int]], pad: int, extra: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Prompts left-padded to the longest: ids [B, W] and the attention mask [B, W + extra] (bool; the `extra`
-    positions to be generated are marked real). Both decode paths build their batch here."""
+    positions to be generated are marked real). Every decode path builds its batch here."""
     batch, width = len(prompts), max(map(len, prompts))
     ids = torch.full((batch, width), pad, dtype=torch.long)
     mask = torch.ones((batch, width + extra), dtype=torch.bool)
