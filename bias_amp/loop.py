@@ -55,13 +55,13 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
         probe_prompts = [b for a in real for b in synth.split_blocks(tok, a.title, a.body, cfg.synthesis.block_tokens)]
         if cfg.baseline and not is_done(out, -1):
             finish_version(cfg, out, -1, model, tok, real, scorer, acc, probe_prompts, None)
-        done = [g for g in range(cfg.generations) if is_done(out, g)]
-        if done and done[-1] + 1 < cfg.generations and cfg.init_from == "previous":
-            model, tok = models.load_checkpoint(out / "checkpoints" / version_name(done[-1]))
+        replay = resume(cfg, out)           # finished versions whose lost checkpoint is re-trained
+        if replay.start > 0:
+            model, tok = models.load_checkpoint(out / "checkpoints" / version_name(replay.start - 1))
             model.to(acc.device)
         train_cfg = OmegaConf.merge(cfg.train, cfg.mitigation.train)
         for g in range(cfg.generations):
-            if is_done(out, g):
+            if is_done(out, g) and g not in replay:
                 continue
             v = version_name(g)
             synthetic = [[a["text"] for a in io.read_jsonl(out / version_name(k) / "articles.jsonl")] for k in range(g)]
@@ -73,19 +73,25 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
                 if cfg.mitigation.get("select") else None                  # `select` reads the leanings
             batch = mitigation.training_set(g, real_texts, synthetic, cfg.mitigation, cfg.seed,
                                             real_labels=[a.label for a in real], scores=scores)
-            if tracker is not None:
+            measure = tracker if tracker is not None and (g not in replay or tracker.project) else None
+            if measure is not None:
                 with tracking.stage(out, v, "projection", acc.is_main_process):
-                    tracker.start(model, tok)            # b̂ of this generation
-            def on_step(step: int, v=v) -> None:
-                if tracker is not None:
-                    tracker.after_step(step)              # `project` at the update
+                    measure.start(model, tok)            # b̂ of this generation
+            def on_step(step: int, v=v, measure=measure) -> None:
+                if measure is not None:
+                    measure.after_step(step)              # `project` at the update
                 if step == 1:
                     faults.point(v, "train")
 
-            with tracking.stage(out, v, "train", acc.is_main_process):
+            with tracking.stage(out, v, "replay" if g in replay else "train", acc.is_main_process):
                 result = train.finetune(model, tok, batch.texts, train_cfg, acc, seed=seed_for(cfg.seed, g, "train"),
                                         precision=cfg.precision, desc=f"{cfg.setup_name} {v} fine-tune",
-                                        grad_hook=tracker and tracker.before_step, on_step=on_step)
+                                        grad_hook=measure and measure.before_step, on_step=on_step)
+            if g in replay:
+                check_replay(out, g, result, acc, last=g + 1 == replay.stop)
+                if g + 1 == replay.stop and acc.is_main_process:
+                    save_and_prune(cfg, out, g, model, tok)
+                continue
             prompts = real if cfg.prompt_source == "real" or g == 0 else [
                 data.Article(a["id"], a["label"], "", a["text"]) for a in io.read_jsonl(out / version_name(g - 1) / "articles.jsonl")]
             finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
@@ -99,6 +105,37 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
             scorer.close()
             reference.close()
         tracking.finish(acc)
+
+
+def resume(cfg, out: Path) -> range:
+    """The finished versions to re-fine-tune before the run goes on: none when the last one's checkpoint is
+    there (or nothing is left, or every version starts from the base model); else those after the latest
+    checkpoint kept, each on its recorded training set (a run dir carried to another machine without its
+    checkpoints, or keep_checkpoints=none, resumes so). `start` - 1 is the checkpoint to load (-1: the base)."""
+    done = [g for g in range(cfg.generations) if is_done(out, g)]
+    if not done or done[-1] + 1 >= cfg.generations or cfg.init_from != "previous":
+        return range(0)
+    kept = [g for g in done if (out / "checkpoints" / version_name(g)).is_dir()]
+    start = kept[-1] + 1 if kept else 0
+    if start <= done[-1]:
+        log.warning("%s: no checkpoint of %s; re-fine-tuning %s from the recorded training sets", out,
+                    version_name(done[-1]), ", ".join(version_name(g) for g in range(start, done[-1] + 1)))
+    return range(start, done[-1] + 1)
+
+
+def check_replay(out: Path, g: int, result, acc, last: bool) -> None:
+    """A replayed fine-tuning against the one recorded in train.json: its batch losses, step by step
+    (identical on the same CPU, thread count and precision). Written to the version's replay.json."""
+    vdir = out / version_name(g)
+    recorded = io.read_json(vdir / "train.json")["batch_losses"]
+    rel = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(result.batch_losses, recorded, strict=True)]
+    stats = {"steps": len(rel), "identical": max(rel) == 0, "max_rel_loss_diff": max(rel),
+             "mean_rel_loss_diff": sum(rel) / len(rel)}
+    if acc.is_main_process:
+        io.write_json(vdir / "replay.json", stats)
+    tracking.note(out, f"{version_name(g):<8} replayed: {'identical losses' if stats['identical'] else 'losses differ'}"
+                  f" (max relative difference {stats['max_rel_loss_diff']:.2e} over {len(rel)} steps)"
+                  + (", checkpoint saved" if last else ""))
 
 
 def synthesize(cfg, g, model, tok, prompts, acc) -> tuple[list[dict], float]:

@@ -90,6 +90,44 @@ def test_a_new_mitigation_is_just_a_yaml_file(tmp_path):
 # A run killed at any point resumes to the same results: tests/test_scaleout.py (SIGKILL at three points).
 
 
+@pytest.mark.parametrize("setup", ["greedy", "greedy-project"])
+def test_a_run_without_its_checkpoints_replays_them_and_goes_on_as_if_never_stopped(tmp_path, setup):
+    """A run dir carried to another machine without checkpoints/ (or kept with keep_checkpoints=none)
+    re-fine-tunes its finished versions from their recorded training sets, checks their losses, goes on."""
+    base = [f"setup={setup}", "baseline=false", "probe.enabled=false"]
+    whole = run_setup(cfg_for(*base, "generations=3"), tmp_path / "whole")
+    run_setup(cfg_for(*base, "generations=2", "keep_checkpoints=none"), tmp_path / "carried")
+    assert not (tmp_path / "carried" / "checkpoints").exists()
+    extended = run_setup(cfg_for(*base, "generations=3"), tmp_path / "carried")
+    for g in ("gen_00", "gen_01"):
+        assert io.read_json(tmp_path / "carried" / g / "replay.json") == {
+            "steps": 4, "identical": True, "max_rel_loss_diff": 0.0, "mean_rel_loss_diff": 0.0}
+    assert not (tmp_path / "carried" / "gen_02" / "replay.json").exists()
+    assert io.read_jsonl(tmp_path / "carried" / "gen_02" / "articles.jsonl") == \
+        io.read_jsonl(tmp_path / "whole" / "gen_02" / "articles.jsonl")
+    assert extended[METRICS].equals(whole[METRICS])
+    assert sorted(p.name for p in (tmp_path / "carried" / "checkpoints").iterdir()) == ["gen_02"]
+    log = (tmp_path / "carried" / "run.log").read_text()
+    assert "gen_01   replayed: identical losses" in log and "checkpoint saved" in log
+
+
+def test_only_the_versions_after_the_latest_kept_checkpoint_are_replayed(tmp_path):
+    import shutil
+
+    base = ["baseline=false", "probe.enabled=false", "keep_checkpoints=all"]
+    run_setup(cfg_for(*base, "generations=2"), tmp_path)
+    shutil.rmtree(tmp_path / "checkpoints" / "gen_01")
+    recorded = io.read_json(tmp_path / "gen_01" / "train.json")["batch_losses"]
+    io.write_json(tmp_path / "gen_01" / "train.json",         # as if recorded on another CPU
+                  {**io.read_json(tmp_path / "gen_01" / "train.json"), "batch_losses": [x * 1.01 for x in recorded]})
+    run_setup(cfg_for(*base, "generations=3"), tmp_path)
+    assert not (tmp_path / "gen_00" / "replay.json").exists()
+    stats = io.read_json(tmp_path / "gen_01" / "replay.json")
+    assert not stats["identical"] and stats["max_rel_loss_diff"] == pytest.approx(0.01 / 1.01)
+    assert "gen_01   replayed: losses differ (max relative difference 9.90e-03" in (tmp_path / "run.log").read_text()
+    assert (tmp_path / "gen_02" / "DONE").is_file()
+
+
 def test_resume_with_different_settings_is_refused_unless_overwrite(tmp_path):
     quick = ["baseline=false", "probe.enabled=false"]
     run_setup(cfg_for("generations=1", *quick), tmp_path)
