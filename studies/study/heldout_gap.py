@@ -6,8 +6,13 @@ the base model, and its difference from greedy-none's final model of the same se
 seeds' log-likelihoods, and with --versus from another setup's of the same seed), get paired bootstrap 95% CIs over
 articles (not over training runs). A setup with several seeds also gets a `<setup>/mean` row: its seeds' mean.
 
-    python studies/study/heldout_gap.py multirun/study --per-label 100 --out studies/study/heldout_gap.csv
-(needs the runs' checkpoints: run it in the sitting that ran the study; keep_checkpoints: last keeps gen_10)
+    python studies/study/heldout_gap.py multirun/study --per-label 100 --cache studies/study/heldout_logp \
+        --out studies/study/heldout_gap.csv --append
+(needs the runs' checkpoints: run it in the sitting that ran the run; keep_checkpoints: last keeps gen_10). The
+per-article log-likelihoods go to --cache (a few KB per model; published since 2026-12-02), and every model found
+there is compared as well, so a later run is compared with earlier ones whose checkpoints are gone. --append adds
+rows for models not yet in --out and leaves its existing rows as they are (the first twelve runs' log-likelihoods
+stayed on the machine that made them: their rows cannot be recomputed).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ def main() -> None:
     ap.add_argument("--boot", type=int, default=2000)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--cache", type=Path, help="keep each model's per-article log-likelihoods here (.npy) and reuse them")
+    ap.add_argument("--append", action="store_true", help="keep --out's rows; add rows for the models it lacks")
     ap.add_argument("--versus", action="append", default=[], metavar="SETUP",
                     help="also compare every run with SETUP's final model of the same seed (gap_vs_<SETUP>)")
     args = ap.parse_args()
@@ -70,6 +76,8 @@ def main() -> None:
         ckpt = max((run / "checkpoints").glob("gen_*"))
         name = f"{run.parent.name}/{run.name}/{ckpt.name}"
         versions[name] = logp(name, lambda ckpt=ckpt: models.load_checkpoint(ckpt))
+    for cached in sorted(args.cache.glob("*.npy")) if args.cache else []:     # runs of earlier sittings
+        versions.setdefault(cached.stem.replace("__", "/"), np.load(cached))
     by_setup = {}
     for name in list(versions)[1:]:
         by_setup.setdefault(name.split("/")[0], []).append(versions[name])
@@ -100,6 +108,9 @@ def main() -> None:
                         f"{key}_ci_high": np.quantile(deltas, 0.975)}
         rows.append(row)
     table = pd.DataFrame(rows)
+    if args.append and args.out.exists():
+        old = pd.read_csv(args.out)
+        table = pd.concat([old, table[~table.model.isin(old.model)]], ignore_index=True)
     io.write_csv(args.out, table)
     print(table.to_string(index=False))
 
