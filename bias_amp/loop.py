@@ -87,10 +87,12 @@ def run_setup(cfg: DictConfig, out: Path) -> pd.DataFrame:
                 result = train.finetune(model, tok, batch.texts, train_cfg, acc, seed=seed_for(cfg.seed, g, "train"),
                                         precision=cfg.precision, desc=f"{cfg.setup_name} {v} fine-tune",
                                         grad_hook=measure and measure.before_step, on_step=on_step)
-            if g in replay:
-                check_replay(out, g, result, acc, last=g + 1 == replay.stop)
-                if g + 1 == replay.stop and acc.is_main_process:
-                    save_and_prune(cfg, out, g, model, tok)
+            if g in replay:                      # re-trained for its checkpoint; its articles stay
+                last = g + 1 == replay.stop
+                if acc.is_main_process:
+                    if last:
+                        save_and_prune(cfg, out, g, model, tok)
+                    check_replay(out, g, result, last)
                 continue
             prompts = real if cfg.prompt_source == "real" or g == 0 else [
                 data.Article(a["id"], a["label"], "", a["text"]) for a in io.read_jsonl(out / version_name(g - 1) / "articles.jsonl")]
@@ -123,7 +125,7 @@ def resume(cfg, out: Path) -> range:
     return range(start, done[-1] + 1)
 
 
-def check_replay(out: Path, g: int, result, acc, last: bool) -> None:
+def check_replay(out: Path, g: int, result, last: bool) -> None:
     """A replayed fine-tuning against the one recorded in train.json: its batch losses, step by step
     (identical on the same CPU, thread count and precision). Written to the version's replay.json."""
     vdir = out / version_name(g)
@@ -131,8 +133,7 @@ def check_replay(out: Path, g: int, result, acc, last: bool) -> None:
     rel = [abs(a - b) / max(abs(b), 1e-12) for a, b in zip(result.batch_losses, recorded, strict=True)]
     stats = {"steps": len(rel), "identical": max(rel) == 0, "max_rel_loss_diff": max(rel),
              "mean_rel_loss_diff": sum(rel) / len(rel)}
-    if acc.is_main_process:
-        io.write_json(vdir / "replay.json", stats)
+    io.write_json(vdir / "replay.json", stats)
     tracking.note(out, f"{version_name(g):<8} replayed: {'identical losses' if stats['identical'] else 'losses differ'}"
                   f" (max relative difference {stats['max_rel_loss_diff']:.2e} over {len(rel)} steps)"
                   + (", checkpoint saved" if last else ""))
