@@ -19,7 +19,8 @@ Written to OUT (default SWEEP/report/), listed in OUT/README.md:
   fig11_perplexity.png          perplexity (Fig. 11)
   fig_collapse.png              instrument-free collapse measures (distinct-n, repeated 4-grams, compression)
   fig_c_t.png                   mean c_t per generation above the change in right share it produces (#15)
-  trajectories.md               chosen articles: the original and every version's continuation (App. C, F)
+  trajectories.md               chosen articles: the original and every version's continuation (App. C, F); a sweep
+                                without articles.jsonl (a published one: samples only) keeps the one it has
   index.html                    all of the above in one self-contained interactive page (bias_amp.html)
 The paper's setups (paper-none, ...) are drawn dashed beside the sweep's own. Made with smoke instruments
 (any metrics row with smoke_instruments true), every figure, markdown table and the index carry the banner
@@ -230,6 +231,11 @@ def _by_id(path: Path) -> dict[str, dict]:
     return {str(a["id"]): a for a in read_jsonl(path)} if path.exists() else {}
 
 
+def has_articles(metrics: pd.DataFrame) -> bool:
+    """Whether any version of the sweep kept its synthetic articles (articles.jsonl), not only a sample."""
+    return any((Path(r.run_dir) / r.version / "articles.jsonl").exists() for r in metrics.itertuples())
+
+
 def trajectories(metrics: pd.DataFrame, scores: pd.DataFrame, ids: list[str]) -> str:
     """Markdown: per article and run, the original (the run's real.jsonl when present) and every version's
     continuation with its leaning probabilities and quality index."""
@@ -301,9 +307,10 @@ def build(sweep=None, out=None, paper=None, articles: list[str] | None = None, n
     scores = load_scores(sweep, metrics) if sweep is not None else pd.DataFrame(columns=paper_scores.SCORE_COLUMNS)
     smoke = is_smoke(metrics)
     traj = None
-    if sweep is not None:  # first: a bad article id fails before anything is written
+    # a published sweep keeps a few sample articles only: its trajectories.md (built where the run ran) is kept
+    if sweep is not None and (articles is not None or has_articles(metrics)):
         ids = list(articles) if articles is not None else choose_articles(scores, n_articles, seed)
-        traj = trajectories(metrics, scores, ids)
+        traj = trajectories(metrics, scores, ids)  # first: a bad article id fails before anything is written
     written: list[Path] = []
     summary = aggregate(metrics) if sweep is not None else pd.DataFrame()
     if sweep is not None:
@@ -326,6 +333,7 @@ def build(sweep=None, out=None, paper=None, articles: list[str] | None = None, n
     written += write_figures(out, all_summary, all_scores, smoke)
     if traj is not None:
         written.append(write_text(out / "trajectories.md", traj))
+    kept = [out / "trajectories.md"] if traj is None and (out / "trajectories.md").exists() else []
     # the page people open in a browser (imported here: bias_amp.html reads sweeps through this module)
     from bias_amp import html
 
@@ -335,7 +343,7 @@ def build(sweep=None, out=None, paper=None, articles: list[str] | None = None, n
              "The collapse measures are instrument-free.\n" if smoke else "",
              "# Report", "", f"sweep: `{sweep}`" if sweep is not None else "sweep: none",
              f"paper scores: `{paper}`" if paper is not None else "paper scores: none", "",
-             *(f"- [{p.name}]({p.name})" for p in written), ""]
+             *(f"- [{p.name}]({p.name})" for p in written + kept), ""]
     written.append(write_text(out / "README.md", "\n".join(index) + "\n```\n" + _files_doc() + "```\n"))
     return written
 

@@ -7,6 +7,7 @@ from a seeded RNG."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -179,6 +180,24 @@ def test_trajectories(sweep_dir, built):
     # greedy-preserve has no real.jsonl: its section starts with the baseline
     section = md.split("## Article a001")[1].split("### greedy-preserve, seed 0")[1]
     assert "**Original**" not in section.split("**baseline**")[0]
+
+
+def test_published_sweep_keeps_its_trajectories(sweep_dir, built, tmp_path):
+    """A published sweep keeps 3 sample articles per version: rebuilding its report keeps the trajectories.md
+    built where the runs ran (and lists it), rather than one of placeholders."""
+    published = tmp_path / "published"
+    shutil.copytree(sweep_dir, published)
+    for f in published.glob("*/seed_*/*/articles.jsonl"):
+        f.with_name("articles.sample.jsonl").write_text("".join(f.read_text().splitlines(True)[:3]))
+        f.unlink()
+    before = (published / "report" / "trajectories.md").read_bytes()
+    written = report.build(published)
+    assert (published / "report" / "trajectories.md").read_bytes() == before
+    assert published / "report" / "trajectories.md" not in written
+    assert "- [trajectories.md](trajectories.md)" in (published / "report" / "README.md").read_text()
+    (published / "report" / "trajectories.md").unlink()
+    report.build(published)
+    assert not (published / "report" / "trajectories.md").exists()
 
 
 def test_default_articles_are_seeded(sweep_dir):
