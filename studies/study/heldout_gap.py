@@ -8,7 +8,8 @@ articles (not over training runs). A setup with several seeds also gets a `<setu
 
     python studies/study/heldout_gap.py multirun/study --per-label 100 --cache studies/study/heldout_logp \
         --out studies/study/heldout_gap.csv --append
-(needs the runs' checkpoints: run it in the sitting that ran the run; keep_checkpoints: last keeps gen_10). The
+(needs the runs' checkpoints: run it in the sitting that ran the run; keep_checkpoints: last keeps gen_10; a run
+still going is skipped, so one run can be published while another runs in the same sweep). The
 per-article log-likelihoods go to --cache (a few KB per model; published since 2026-12-02), and every model found
 there is compared as well, so a later run is compared with earlier ones whose checkpoints are gone. --append adds
 rows for models not yet in --out and leaves its existing rows as they are (the first twelve runs' log-likelihoods
@@ -26,6 +27,7 @@ import torch
 from omegaconf import OmegaConf
 
 from bias_amp import data, io, models
+from bias_amp.layout import is_done
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "data" / "allsides" / "train.jsonl.gz"
 
@@ -57,6 +59,10 @@ def main() -> None:
     args = ap.parse_args()
     runs = sorted(p.parent for p in args.sweep.glob("*/seed_*/config.yaml"))
     cfg = OmegaConf.load(runs[0] / "config.yaml")
+    finished = [run for run in runs if is_done(run, OmegaConf.load(run / "config.yaml").generations - 1)]
+    for run in sorted(set(runs) - set(finished)):      # a run still going: its newest checkpoint is not final
+        print(f"skipped {run}: not finished")
+    runs = finished
     pool = data.read_articles(OmegaConf.merge(cfg.data, {"path": str(SHARED), "exclude_sources": None}))
     held = [a for a in data.stratified_sample(pool, args.per_label, seed=0) if a.label in ("right", "left")]
     texts = [a.text(cfg.data.template) for a in held]
