@@ -10,6 +10,7 @@ masking.
     python benchmarks/bench_leaning.py --pooling MODEL_DIR --window-size 128 --max-windows 3 [--per-class 40]
     python benchmarks/bench_leaning.py --outlets MODEL_DIR [--per-outlet 100] [--precision bf16]
     python benchmarks/bench_leaning.py --tfidf      # needs `pip install -e ".[bench]"` (scikit-learn)
+    python benchmarks/bench_leaning.py --ensemble MODEL_DIR    # the model, TF-IDF and their mean (needs [bench])
 (--outlets: a trained leaning model as the loop scores with it, on valid.jsonl.gz: raw and outlet-weighted
 macro-F1 and balanced accuracy, and what it predicts for each held-out outlet. --tfidf: the bag-of-words
 baseline, TF-IDF of word 1-2-grams + class-balanced logistic regression on all 9,000 training articles, outlet
@@ -63,30 +64,38 @@ def pooling(model_dir: str, per_class: int, size: int, max_windows: int, seed: i
         "articles": len(pick), "windows": len(wins), "size": size, "max_windows": max_windows}
 
 
-def outlets(model_dir: str, per_outlet: int | None, dtype: str, seed: int = 0) -> dict:
-    """A saved leaning model scored as the loop scores (its window, its masked names) on valid.jsonl.gz,
-    at most `per_outlet` random articles per outlet: raw and outlet-weighted scores, and per-outlet rows."""
+def valid_records(per_outlet: int | None = None, seed: int = 0) -> list[dict]:
+    """valid.jsonl.gz (unseen outlets), grouped by outlet, at most `per_outlet` random articles of each."""
     import random
 
+    from bias_amp import io
+
+    rng, groups = random.Random(seed), {}
+    for r in io.read_jsonl(SHARED / "valid.jsonl.gz"):
+        groups.setdefault(r["source"], []).append(r)
+    return [r for g in groups.values() for r in (rng.sample(g, per_outlet) if per_outlet and len(g) > per_outlet else g)]
+
+
+def instrument_probs(model_dir: str, records: list[dict], dtype: str):
+    """[n, 3] probabilities of a saved leaning model, scored as the loop scores (its window, its masked names)."""
     import torch
     from omegaconf import OmegaConf
 
-    from bias_amp import io
     from bias_amp.metrics.leaning import LeaningClassifier
 
-    rows, rng = list(io.read_jsonl(SHARED / "valid.jsonl.gz")), random.Random(seed)
-    groups = {}
-    for r in rows:
-        groups.setdefault(r["source"], []).append(r)
-    pick = [r for g in groups.values() for r in (rng.sample(g, per_outlet) if per_outlet and len(g) > per_outlet else g)]
     cfg = OmegaConf.load(ROOT / "conf/leaning/offline.yaml")
     cfg.model = model_dir
     clf = LeaningClassifier(cfg).load()
     clf.model.to(getattr(torch, {"bf16": "bfloat16", "fp32": "float32"}[dtype]))
     with torch.inference_mode():
-        probs = clf.predict([f"{r['title']}\n{r['text']}" for r in pick])
-    return {"articles": len(pick), "outlets": len(groups), "per_outlet": per_outlet, "precision": dtype,
-            **outlet_scores(pick, probs)}
+        return clf.predict([f"{r['title']}\n{r['text']}" for r in records])
+
+
+def outlets(model_dir: str, per_outlet: int | None, dtype: str) -> dict:
+    """A saved leaning model on valid.jsonl.gz: raw and outlet-weighted scores, and per-outlet rows."""
+    pick = valid_records(per_outlet)
+    return {"articles": len(pick), "outlets": len({r["source"] for r in pick}), "per_outlet": per_outlet,
+            "precision": dtype, **outlet_scores(pick, instrument_probs(model_dir, pick, dtype))}
 
 
 def outlet_scores(records: list[dict], probs) -> dict:
@@ -100,8 +109,9 @@ def outlet_scores(records: list[dict], probs) -> dict:
                                   "recall")}, "by_outlet": by_outlet(data, probs, list(LEANINGS), src)}
 
 
-def tfidf(seed: int = 0) -> dict:
-    """The bag-of-words baseline (see the module doc), scored as `outlets` scores."""
+def tfidf_probs(test: list[dict], seed: int = 0) -> tuple:
+    """The bag-of-words baseline (see the module doc) fitted on train.jsonl.gz: [n, 3] probabilities of `test`
+    and the validation macro-F1 per C."""
     import random
 
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -112,7 +122,7 @@ def tfidf(seed: int = 0) -> dict:
     from bias_amp.layout import LEANINGS
     from bias_amp.metrics.outlets import all_names, mask
 
-    train, test = (list(io.read_jsonl(SHARED / f)) for f in ("train.jsonl.gz", "valid.jsonl.gz"))
+    train = list(io.read_jsonl(SHARED / "train.jsonl.gz"))
     names = all_names(r["source"] for r in train)
     texts = mask([f"{r['title']}\n{r['text']}" for r in train + test], names)
     text = {id(r): t for r, t in zip(train + test, texts, strict=True)}
@@ -129,8 +139,21 @@ def tfidf(seed: int = 0) -> dict:
     val = [r for r in train if r["source"] in held]
     grid = {C: scores([("", r["label"]) for r in val], fit([r for r in train if r["source"] not in held], C)(val),
                       list(LEANINGS))["macro_f1"] for C in (0.1, 0.3, 1.0, 3.0, 10.0)}
-    best = max(grid, key=grid.get)
-    return {"articles": len(test), "C": best, "valid_macro_f1": grid, **outlet_scores(test, fit(train, best)(test))}
+    return fit(train, max(grid, key=grid.get))(test), grid
+
+
+def tfidf() -> dict:
+    test = valid_records()
+    probs, grid = tfidf_probs(test)
+    return {"articles": len(test), "C": max(grid, key=grid.get), "valid_macro_f1": grid, **outlet_scores(test, probs)}
+
+
+def ensemble(model_dir: str, dtype: str) -> dict:
+    """The saved model, the TF-IDF baseline and their mean probabilities, on all of valid.jsonl.gz."""
+    test = valid_records()
+    p_model, (p_tfidf, _) = instrument_probs(model_dir, test, dtype), tfidf_probs(test)
+    return {name: {k: v for k, v in outlet_scores(test, p).items() if k != "by_outlet"}
+            for name, p in (("model", p_model), ("tfidf", p_tfidf), ("mean", (p_model + p_tfidf) / 2))}
 
 
 def main() -> None:
@@ -150,10 +173,14 @@ def main() -> None:
     ap.add_argument("--per-outlet", type=int, help="--outlets: at most this many articles per outlet")
     ap.add_argument("--precision", default="bf16", choices=("bf16", "fp32"), help="--outlets: weights dtype")
     ap.add_argument("--tfidf", action="store_true", help="only the TF-IDF + logistic regression baseline")
+    ap.add_argument("--ensemble", metavar="MODEL_DIR", help="the saved model, TF-IDF and their mean probabilities")
     ap.add_argument("overrides", nargs="*", help="further `python -m bias_amp.classifier` overrides")
     a = ap.parse_args()
     if a.tfidf:
         print(json.dumps(tfidf(), indent=2))
+        return
+    if a.ensemble:
+        print(json.dumps(ensemble(a.ensemble, a.precision), indent=2))
         return
     if a.outlets:
         print(json.dumps(outlets(a.outlets, a.per_outlet, a.precision), indent=2))
