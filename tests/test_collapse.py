@@ -6,7 +6,7 @@ import zlib
 import pandas as pd
 import pytest
 
-from bias_amp.metrics.collapse import COLUMNS, compression_ratio, measures, summary, table, words
+from bias_amp.metrics.collapse import COLUMNS, compression_ratio, copied_share, measures, summary, table, words
 
 
 def test_words_are_lowercased_runs_and_symbols():
@@ -43,3 +43,14 @@ def test_table_and_version_summary():
     assert s["distinct_1"] == pytest.approx((1 / 8 + 6 / 7) / 2)            # NaN (empty text) skipped
     assert s["repeated_4gram_share"] == pytest.approx(0.4)
     assert all(math.isnan(v) for v in summary(pd.DataFrame({"id": ["x"]})).values())   # columns absent
+
+
+def test_copied_share_counts_verbatim_ngrams_of_the_source():
+    source = "The senate passed the budget bill on Tuesday after a long debate over spending."
+    assert copied_share("the Senate passed the budget bill on Tuesday after", source, n=8) == 1   # 2 of 2, any case
+    assert copied_share("Lawmakers went home for the holidays without a vote on anything at all", source) == 0
+    half = "the senate passed the budget bill on tuesday while protesters gathered outside the capitol"
+    assert copied_share(half, source, n=4) == pytest.approx(5 / 11)      # 11 4-grams, the first 5 in the source
+    repeated = "passed the budget bill " * 4                              # 13 4-grams
+    assert copied_share(repeated, source, n=4) == pytest.approx(4 / 13)   # "passed the budget bill", 4 times
+    assert math.isnan(copied_share("too short", source))

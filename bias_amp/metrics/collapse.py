@@ -3,7 +3,8 @@ diversity and repetition on lower-cased words (runs of letters/digits, or single
   distinct_1, distinct_2    distinct n-grams / all n-grams (Li et al. 2016); 1 = no n-gram repeats
   repeated_4gram_share      share of the 4-grams that already occurred earlier in the text (1 - distinct-4)
   compression_ratio         UTF-8 bytes / zlib-compressed bytes (level 9); repetitive text compresses more
-A text with fewer words than an n-gram has NaN for it; an empty text NaN everywhere."""
+A text with fewer words than an n-gram has NaN for it; an empty text NaN everywhere. `copied_share(text,
+source)` (not a column: it needs the real article) is the share of the text's 8-grams found verbatim in source."""
 
 from __future__ import annotations
 
@@ -22,9 +23,20 @@ def words(text: str) -> list[str]:
     return _WORD.findall((text or "").lower())
 
 
+def ngrams(tokens: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+
+
 def distinct(tokens: list[str], n: int) -> float:
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    grams = ngrams(tokens, n)
     return len(set(grams)) / len(grams) if grams else math.nan
+
+
+def copied_share(text: str, source: str, n: int = 8) -> float:
+    """Share of the text's word n-grams (repeats counted) that occur verbatim in `source`: for a synthetic
+    article and the real one it continues, what is copied from the prompts or reproduced from training."""
+    grams, ref = ngrams(words(text), n), set(ngrams(words(source), n))
+    return sum(g in ref for g in grams) / len(grams) if grams else math.nan
 
 
 def compression_ratio(text: str) -> float:

@@ -1,6 +1,7 @@
 """Publish one finished run of the study into studies/study/ (what published every run from 2026-12-02 on): its
 small files (metrics.csv, config.yaml, run.log; per version scores.csv, train.json, replay.json, probe.npz and its
-first 3 articles as articles.sample.jsonl), its held-out log-likelihoods (heldout_gap.py --append: needs the run's
+first 3 articles as articles.sample.jsonl), its share of verbatim real text (copying.py, from the full
+articles), its held-out log-likelihoods (heldout_gap.py --append: needs the run's
 final checkpoint, so publish in the sitting that finished the run), the report rebuilt from the published files
 (trajectories.md is kept: see bias_amp.report) and analysis/'s c_t association over the published runs.
 
@@ -23,6 +24,7 @@ from bias_amp import projection, report
 from bias_amp.errors import check
 from bias_amp.io import read_json, write_json, write_text
 from bias_amp.layout import is_done, version_name
+from copying import update as update_copying          # this folder's copying.py (the script's own folder)
 
 STUDY = Path(__file__).resolve().parent
 FILES = ("metrics.csv", "config.yaml", "run.log")
@@ -66,6 +68,7 @@ def main() -> None:
     part = Path(args.setup) / f"seed_{args.seed}"
     n = copy_run(args.sweep / part, args.study / part)
     print(f"copied {n} versions of {part}")
+    update_copying(args.sweep, [str(part)], args.study / "copying.csv")
     subprocess.run([sys.executable, str(STUDY / "heldout_gap.py"), str(args.sweep), "--per-label", "100",
                     "--cache", str(args.study / "heldout_logp"), "--out", str(args.study / "heldout_gap.csv"),
                     "--append"], check=True)
