@@ -23,7 +23,7 @@ METRICS_COLUMNS = [
     *(f"expected_{c}" for c in LEANINGS),
     "quality_mean", "quality_ci_low", "quality_ci_high", "perplexity_mean", "perplexity_ci_low",
     "perplexity_ci_high", "distinct_1", "distinct_2", "repeated_4gram_share", "compression_ratio",
-    "train_loss", "train_tokens_per_s", "synth_tokens_per_s", "precision",
+    "copied_8gram_share", "train_loss", "train_tokens_per_s", "synth_tokens_per_s", "precision",
 ]
 
 # Settings that may change between a run and its resume without changing its results (a key or a subtree).

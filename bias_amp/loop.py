@@ -168,7 +168,8 @@ def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
         articles, synth_rate = synthesize(cfg, g, model, tok, prompts, acc)
     if acc.is_main_process:
         with tracking.stage(out, v, "scoring"):
-            scores = scorer.score(articles)
+            source = {p.id: f"{p.title}\n{p.body}" for p in prompts}     # what each article continues
+            scores = scorer.score(articles, [source[a["id"]] for a in articles])
             scorer.close()                  # no metric model is held while the next generation trains
         faults.point(v, "metrics")
         row = {"setup": cfg.setup_name, "seed": cfg.seed, "version": v, "generation": g, **summarize(scores),

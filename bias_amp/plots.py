@@ -27,7 +27,7 @@ PAPER_PREFIX = "paper-"
 SMOKE_BANNER = "SMOKE instruments — not real measurements"
 QUALITY_LEVELS = {0: "noise", 1: "word salad", 2: "mild gibberish", 3: "clean"}   # the quality index (§4.4)
 COLLAPSE = {"distinct_1": "distinct-1", "distinct_2": "distinct-2", "repeated_4gram_share": "repeated 4-gram share",
-            "compression_ratio": "compression ratio"}
+            "compression_ratio": "compression ratio", "copied_8gram_share": "8-grams copied from the prompt article"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 DASHES = ((), (5, 2), (2, 1.5), (6, 2, 1.5, 2), (3, 3), (8, 2, 2, 2, 2, 2))
 BAND_NOTE = "band: 95% CI (one seed),\nmin–max (several seeds)"
@@ -263,15 +263,17 @@ def has_collapse(summary) -> bool:
 
 
 def fig_collapse(summary):
-    """The instrument-free collapse measures (no classifier involved), one panel each."""
+    """The instrument-free collapse measures (no classifier involved), one panel each of those measured."""
+    cols = [c for c in COLLAPSE if c in summary and summary[c].notna().any()]
     with style():
-        fig, axes = new_figure(11, 6.5, 2, 2, sharex=True)
-        for i, (ax, (col, label)) in enumerate(zip(axes.flat, COLLAPSE.items(), strict=True)):
-            if col in summary:
-                _lines(ax, summary, col, legend=False)
-            ax.set(ylabel=label, title=label)
-            if i == 1 and ax.lines:
+        fig, axes = new_figure(11, 3.25 * ((len(cols) + 1) // 2), (len(cols) + 1) // 2, 2, sharex=True)
+        for i, (ax, col) in enumerate(zip(axes.flat, cols, strict=False)):
+            _lines(ax, summary, col, legend=False)
+            ax.set(ylabel=COLLAPSE[col], title=COLLAPSE[col])
+            if i == min(1, len(cols) - 1):
                 legend_outside(ax, title=BAND_NOTE)
+        for ax in list(axes.flat)[len(cols):]:
+            ax.set_visible(False)
         fig.suptitle("Collapse measures of the synthetic articles (instrument-free, no classifier involved)")
     return fig
 

@@ -17,7 +17,7 @@ Written to OUT (default SWEEP/report/), listed in OUT/README.md:
   fig5_quality.png              quality index, 0 = noise .. 3 = clean (Fig. 5, 7)
   fig8_quality_distribution.png per-article quality index by generation, seeds pooled (Fig. 8-10)
   fig11_perplexity.png          perplexity (Fig. 11)
-  fig_collapse.png              instrument-free collapse measures (distinct-n, repeated 4-grams, compression)
+  fig_collapse.png              instrument-free collapse measures (distinct-n, repeated 4-grams, compression, copying)
   fig_c_t.png                   mean c_t per generation above the change in right share it produces (#15)
   trajectories.md               chosen articles: the original and every version's continuation (App. C, F); a sweep
                                 without articles.jsonl (a published one: samples only) keeps the one it has

@@ -187,10 +187,12 @@ def _scorer(cfg, **kw):
 def test_scorer_end_to_end_with_smoke_configs(cfg):
     scorer = _scorer(cfg)
     assert scorer.smoke_instruments
-    df = scorer.score(ARTICLES)
+    sources = [ARTICLES[0]["text"]] * 5            # what each continued: all copy article 0's text, or nothing
+    df = scorer.score(ARTICLES, sources)
     assert df.columns.tolist() == COLUMNS == [
         "id", "label", "n_words", "p_left", "p_center", "p_right", "leaning", "quality", "perplexity",
-        "distinct_1", "distinct_2", "repeated_4gram_share", "compression_ratio"]
+        "distinct_1", "distinct_2", "repeated_4gram_share", "compression_ratio", "copied_8gram_share"]
+    assert df.copied_8gram_share.tolist()[:3] == [1, 0, 0]
     assert df.id.tolist() == ["a0", "a1", "a2", "a3", "a4"] and df.n_words.tolist()[3:] == [0, 2]
     ok = df.iloc[:3]
     assert np.allclose(ok[["p_left", "p_center", "p_right"]].sum(1), 1)
@@ -207,7 +209,7 @@ def test_scorer_end_to_end_with_smoke_configs(cfg):
     for c in ("left", "center", "right"):
         assert s[f"share_{c}_ci_low"] <= s[f"share_{c}"] <= s[f"share_{c}_ci_high"]
     assert s["quality_ci_low"] <= s["quality_mean"] <= s["quality_ci_high"]
-    assert s["distinct_1"] == pytest.approx(ok.distinct_1.mean())
+    assert s["distinct_1"] == pytest.approx(ok.distinct_1.mean()) and s["copied_8gram_share"] == pytest.approx(1 / 3)
     scorer.close()
 
 
@@ -234,6 +236,7 @@ def test_scorer_with_disabled_metrics_and_a_saved_dir(cfg, smoke_leaning):
     none = OmegaConf.merge(off, {"leaning": {"enabled": False}})
     df = Scorer(none).score(ARTICLES[:3])
     assert df.distinct_1.notna().all()      # the collapse measures need no instrument
+    assert df.copied_8gram_share.isna().all()   # ... but the copied share needs what the articles continued
     s = summarize(df)
     assert math.isnan(s["share_left"]) and math.isnan(s["share_left_ci_low"]) and math.isnan(s["expected_left"])
     assert s["n_articles"] == 3
@@ -256,6 +259,8 @@ def test_scorer_validates_before_loading(cfg):
                                 "perplexity": {"enabled": False}})
     with pytest.raises(ConfigError, match=r"^articles\[0\]: expected a record with id, label and text"):
         Scorer(off).score([{"id": "x", "label": "left"}])
+    with pytest.raises(ConfigError, match=r"^sources: expected one text per article \(3\), got 2"):
+        Scorer(off).score(ARTICLES[:3], ["a", "b"])
 
 
 def test_metrics_package_does_not_import_the_trainer():

@@ -54,3 +54,9 @@ def test_copied_share_counts_verbatim_ngrams_of_the_source():
     repeated = "passed the budget bill " * 4                              # 13 4-grams
     assert copied_share(repeated, source, n=4) == pytest.approx(4 / 13)   # "passed the budget bill", 4 times
     assert math.isnan(copied_share("too short", source))
+    copied = measures("the senate passed the budget bill on tuesday after a vote", source)
+    assert copied["copied_8gram_share"] == copied_share("the senate passed the budget bill on tuesday after a vote",
+                                                        source) == 3 / 4
+    assert math.isnan(measures("the senate passed the budget bill on tuesday after a vote")["copied_8gram_share"])
+    df = table(["the senate passed the budget bill on tuesday after", "a b c d e f g h"], [source, source])
+    assert df.copied_8gram_share.tolist() == [1, 0] and table(["a b c d e f g h"]).copied_8gram_share.isna().all()

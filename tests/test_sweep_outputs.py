@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bias_amp import analyze, report
+from bias_amp import analyze, io, report
 from bias_amp.layout import run_dir, run_dirs
+from bias_amp.metrics.collapse import copied_share, words
+from bias_amp.metrics.scorer import MIN_WORDS
 from bias_amp.probes import load_probe
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -28,6 +30,12 @@ def test_sweep_has_every_version_with_all_metric_columns(smoke_sweep):
     cols = [c for c in report.TABLE_COLUMNS if c not in ("setup", "version")]
     assert metrics[cols].notna().all().all()
     assert np.allclose(metrics[["share_left", "share_center", "share_right"]].sum(axis=1), 1.0)
+    # the copied share is each article's 8-grams found in the article its prompts came from (real ones here)
+    run = run_dir(smoke_sweep, "greedy-none", 0)
+    real = {r["id"]: f"{r['title']}\n{r['body']}" for r in io.read_jsonl(run / "real.jsonl")}
+    arts = [a for a in io.read_jsonl(run / "gen_00" / "articles.jsonl") if len(words(a["text"])) >= MIN_WORDS]
+    expect = np.nanmean([copied_share(a["text"], real[a["id"]]) for a in arts])
+    assert metrics.copied_8gram_share.between(0, 1).all() and metrics.copied_8gram_share.iat[1] == pytest.approx(expect)
 
 
 def test_jobs_sharing_a_process_do_not_leak_state(smoke_sweep, tmp_path):

@@ -3,8 +3,9 @@ diversity and repetition on lower-cased words (runs of letters/digits, or single
   distinct_1, distinct_2    distinct n-grams / all n-grams (Li et al. 2016); 1 = no n-gram repeats
   repeated_4gram_share      share of the 4-grams that already occurred earlier in the text (1 - distinct-4)
   compression_ratio         UTF-8 bytes / zlib-compressed bytes (level 9); repetitive text compresses more
-A text with fewer words than an n-gram has NaN for it; an empty text NaN everywhere. `copied_share(text,
-source)` (not a column: it needs the real article) is the share of the text's 8-grams found verbatim in source."""
+  copied_8gram_share        share of the 8-grams found verbatim in the article the text continues (its prompts'
+                            source; NaN when none is given): copying the prompt, or reproducing training text
+A text with fewer words than an n-gram has NaN for it; an empty text NaN everywhere."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["distinct_1", "distinct_2", "repeated_4gram_share", "compression_ratio"]
+COLUMNS = ["distinct_1", "distinct_2", "repeated_4gram_share", "compression_ratio", "copied_8gram_share"]
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 
@@ -44,15 +45,17 @@ def compression_ratio(text: str) -> float:
     return len(raw) / len(zlib.compress(raw, 9)) if raw.strip() else math.nan
 
 
-def measures(text: str) -> dict[str, float]:
+def measures(text: str, source: str | None = None) -> dict[str, float]:
     tokens = words(text)
     return {"distinct_1": distinct(tokens, 1), "distinct_2": distinct(tokens, 2),
-            "repeated_4gram_share": 1 - distinct(tokens, 4), "compression_ratio": compression_ratio(text)}
+            "repeated_4gram_share": 1 - distinct(tokens, 4), "compression_ratio": compression_ratio(text),
+            "copied_8gram_share": math.nan if source is None else copied_share(text, source)}
 
 
-def table(texts: list[str]) -> pd.DataFrame:
-    """One row of COLUMNS per text."""
-    return pd.DataFrame([measures(t) for t in texts], columns=COLUMNS, dtype=float)
+def table(texts: list[str], sources: list[str] | None = None) -> pd.DataFrame:
+    """One row of COLUMNS per text; `sources[i]` is the article texts[i] continues (None: no copied share)."""
+    sources = [None] * len(texts) if sources is None else sources
+    return pd.DataFrame([measures(t, s) for t, s in zip(texts, sources, strict=True)], columns=COLUMNS, dtype=float)
 
 
 def summary(scores: pd.DataFrame) -> dict[str, float]:

@@ -85,11 +85,14 @@ class Scorer:
                 m.to(dtype)
         self._loaded = True
 
-    def score(self, articles: list[dict]) -> pd.DataFrame:
-        """One row per article (same order) with COLUMNS; unscorable articles get NaN scores."""
+    def score(self, articles: list[dict], sources: list[str] | None = None) -> pd.DataFrame:
+        """One row per article (same order) with COLUMNS; unscorable articles get NaN scores. `sources[i]`: the
+        text articles[i] continues (its prompts' article), for copied_8gram_share (NaN without)."""
         for i, a in enumerate(articles):
             ok = isinstance(a, dict) and isinstance(a.get("text"), str) and "id" in a and "label" in a
             check(ok, f"articles[{i}]", "a record with id, label and text (str)", type(a).__name__)
+        if sources is not None:
+            check(len(sources) == len(articles), "sources", f"one text per article ({len(articles)})", len(sources))
         if not self._loaded:
             self._load()
         n_words = np.array([len(collapse.words(a["text"])) for a in articles], dtype=int)
@@ -113,7 +116,7 @@ class Scorer:
             out.loc[keep, "perplexity"] = perplexity_m.perplexities(
                 self.ppl_model, self.ppl_tok, texts, max_length=c.get("max_length"), stride=c.stride,
                 batch_size=c.batch_size, max_tokens=c.get("max_tokens"))
-        measures = collapse.table(texts)
+        measures = collapse.table(texts, None if sources is None else [sources[i] for i in keep])
         for col in collapse.COLUMNS:
             out[col] = np.nan
             out.loc[keep, col] = measures[col].to_numpy()
