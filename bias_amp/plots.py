@@ -27,7 +27,7 @@ PAPER_PREFIX = "paper-"
 SMOKE_BANNER = "SMOKE instruments — not real measurements"
 QUALITY_LEVELS = {0: "noise", 1: "word salad", 2: "mild gibberish", 3: "clean"}   # the quality index (§4.4)
 COLLAPSE = {"distinct_1": "distinct-1", "distinct_2": "distinct-2", "repeated_4gram_share": "repeated 4-gram share",
-            "compression_ratio": "compression ratio", "copied_8gram_share": "8-grams copied from the prompt article"}
+            "compression_ratio": "compression ratio", "copied_8gram_share": "copied 8-gram share"}
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "*")
 DASHES = ((), (5, 2), (2, 1.5), (6, 2, 1.5, 2), (3, 3), (8, 2, 2, 2, 2, 2))
 BAND_NOTE = "band: 95% CI (one seed),\nmin–max (several seeds)"
@@ -272,8 +272,9 @@ def fig_collapse(summary):
             ax.set(ylabel=COLLAPSE[col], title=COLLAPSE[col])
             if i == min(1, len(cols) - 1):
                 legend_outside(ax, title=BAND_NOTE)
-        for ax in list(axes.flat)[len(cols):]:
-            ax.set_visible(False)
+        for j in range(len(cols), axes.size):              # an odd count: the panel above the gap shows its ticks
+            axes.flat[j].set_visible(False)
+            axes.flat[j - 2].tick_params(labelbottom=True)
         fig.suptitle("Collapse measures of the synthetic articles (instrument-free, no classifier involved)")
     return fig
 
