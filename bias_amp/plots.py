@@ -270,6 +270,8 @@ def fig_collapse(summary):
         for i, (ax, col) in enumerate(zip(axes.flat, cols, strict=False)):
             _lines(ax, summary, col, legend=False)
             ax.set(ylabel=COLLAPSE[col], title=COLLAPSE[col])
+            if col != "compression_ratio":                  # a share: its whole range, 0 to 1
+                ax.set_ylim(-0.02, 1.02)
             if i == min(1, len(cols) - 1):
                 legend_outside(ax, title=BAND_NOTE)
         for j in range(len(cols), axes.size):              # an odd count: the panel above the gap shows its ticks
