@@ -2,8 +2,8 @@
 word 8-grams that occur in the real article it continues (`bias_amp.metrics.collapse.copied_share`): its
 prompts copied, or its training text reproduced. Instrument-free, but it needs the full articles
 (articles.jsonl): run it on the sweep that made a run (publish.py does, for the run it publishes); a published
-run keeps 3 sample articles per version, too few for a share. The loop records the same measure per version
-(`copied_8gram_share` in metrics.csv) since the study's runs started; this recomputes it for runs made before.
+run keeps 3 sample articles per version, too few for a share. Runs made on the code of 479d4ef or later record
+the same measure themselves (`copied_8gram_share` in metrics.csv); the study's runs predate it.
 
     python studies/study/copying.py multirun/study beam-none/seed_0 [beam-none/seed_1 ...] \
         [--out studies/study/copying.csv]
