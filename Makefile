@@ -44,7 +44,7 @@ demo: install
 	echo "the leaning and quality numbers show the machinery at work, they are not measurements of real leaning or quality."
 
 lint: install
-	$(BIN)/ruff check bias_amp tests benchmarks
+	$(BIN)/ruff check bias_amp tests benchmarks studies
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py

@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from bias_amp import data, faults, io, memory, mitigation, models, precision, probes, synth, tracking, train
 from bias_amp.classifier.cache import trained_instruments
 from bias_amp.layout import METRICS_COLUMNS, is_done, seed_for, version_name
+from bias_amp.metrics.collapse import SOURCE_TEMPLATE
 from bias_amp.metrics.scorer import Scorer, summarize
 from bias_amp.projection import Tracker, c_t_columns, probe_set
 from bias_amp.validate import validate_run
@@ -168,7 +169,7 @@ def finish_version(cfg, out, g, model, tok, prompts, scorer, acc, probe_prompts,
         articles, synth_rate = synthesize(cfg, g, model, tok, prompts, acc)
     if acc.is_main_process:
         with tracking.stage(out, v, "scoring"):
-            source = {p.id: f"{p.title}\n{p.body}" for p in prompts}     # what each article continues
+            source = {p.id: p.text(SOURCE_TEMPLATE) for p in prompts}     # what each article continues
             scores = scorer.score(articles, [source[a["id"]] for a in articles])
             scorer.close()                  # no metric model is held while the next generation trains
         faults.point(v, "metrics")

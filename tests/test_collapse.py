@@ -6,7 +6,15 @@ import zlib
 import pandas as pd
 import pytest
 
-from bias_amp.metrics.collapse import COLUMNS, compression_ratio, copied_share, measures, summary, table, words
+from bias_amp.metrics.collapse import (
+    COLUMNS,
+    compression_ratio,
+    copied_share,
+    measures,
+    summary,
+    table,
+    words,
+)
 
 
 def test_words_are_lowercased_runs_and_symbols():

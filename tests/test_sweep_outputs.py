@@ -1,5 +1,6 @@
 """analyze, report and the notebook on a real smoke sweep made by the loop runner."""
 
+import importlib.util
 import json
 import sys
 
@@ -36,6 +37,21 @@ def test_sweep_has_every_version_with_all_metric_columns(smoke_sweep):
     arts = [a for a in io.read_jsonl(run / "gen_00" / "articles.jsonl") if len(words(a["text"])) >= MIN_WORDS]
     expect = np.nanmean([copied_share(a["text"], real[a["id"]]) for a in arts])
     assert metrics.copied_8gram_share.between(0, 1).all() and metrics.copied_8gram_share.iat[1] == pytest.approx(expect)
+
+
+def test_study_copying_script_recomputes_what_the_loop_records(smoke_sweep):
+    """studies/study/copying.py, for runs that predate the column, gives each version's recorded value."""
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("copying", ROOT / "studies" / "study" / "copying.py")
+    copying = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copying)
+    run = run_dir(smoke_sweep, "greedy-none", 0)
+    rows = pd.DataFrame(copying.run_rows(run))
+    recorded = pd.read_csv(run / "metrics.csv")
+    assert rows.version.tolist() == recorded.version.tolist()
+    assert np.allclose(rows.copied_8gram_share, recorded.copied_8gram_share, equal_nan=True)
+    assert (rows.n_articles == recorded.n_articles).all()
 
 
 def test_jobs_sharing_a_process_do_not_leak_state(smoke_sweep, tmp_path):

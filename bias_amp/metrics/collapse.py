@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 COLUMNS = ["distinct_1", "distinct_2", "repeated_4gram_share", "compression_ratio", "copied_8gram_share"]
+SOURCE_TEMPLATE = "{title}\n{body}"   # the real article a continuation is compared against (`Article.text`)
 _WORD = re.compile(r"\w+|[^\w\s]")
 
 

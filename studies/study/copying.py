@@ -19,9 +19,10 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from bias_amp import io
+from bias_amp.data import Article
 from bias_amp.errors import check
 from bias_amp.layout import is_done, version_name
-from bias_amp.metrics.collapse import copied_share
+from bias_amp.metrics.collapse import SOURCE_TEMPLATE, copied_share
 from bias_amp.metrics.stats import mean_ci
 
 STUDY = Path(__file__).resolve().parent
@@ -30,7 +31,7 @@ KEY = ["setup", "seed", "version"]
 
 def run_rows(run: Path) -> list[dict]:
     """One row per finished version of a run folder (<setup>/seed_<n>) with full articles."""
-    real = {r["id"]: f"{r['title']}\n{r['body']}" for r in io.read_jsonl(run / "real.jsonl")}
+    real = {r["id"]: Article(**r).text(SOURCE_TEMPLATE) for r in io.read_jsonl(run / "real.jsonl")}
     rows = []
     for g in range(-1, OmegaConf.load(run / "config.yaml").generations):
         if not is_done(run, g):

@@ -13,18 +13,19 @@ Then add the run to STUDY.md and delete its studies/study/wip/ archive, if any.
 from __future__ import annotations
 
 import argparse
+import itertools
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from copying import update as update_copying  # this folder's copying.py (the script's own folder)
 from omegaconf import OmegaConf
 
 from bias_amp import projection, report
 from bias_amp.errors import check
 from bias_amp.io import read_json, write_json, write_text
 from bias_amp.layout import is_done, version_name
-from copying import update as update_copying          # this folder's copying.py (the script's own folder)
 
 STUDY = Path(__file__).resolve().parent
 FILES = ("metrics.csv", "config.yaml", "run.log")
@@ -46,7 +47,7 @@ def copy_run(src: Path, dst: Path) -> int:
             if (src / version / name).exists():
                 shutil.copy2(src / version / name, dst / version / name)
         with open(src / version / "articles.jsonl") as f:
-            (dst / version / "articles.sample.jsonl").write_text("".join(line for _, line in zip(range(3), f)))
+            (dst / version / "articles.sample.jsonl").write_text("".join(itertools.islice(f, 3)))
     return generations + 1
 
 
