@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -20,6 +21,16 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 torch.set_num_threads(1)
+
+
+
+def study_script(name: str):
+    """A script of studies/study/ (a folder of scripts, not a package), imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "studies" / "study" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 SENTENCES = [
     "The senate passed the budget bill on Tuesday after a long debate.",

@@ -1,6 +1,5 @@
 """analyze, report and the notebook on a real smoke sweep made by the loop runner."""
 
-import importlib.util
 import json
 import sys
 
@@ -41,11 +40,9 @@ def test_sweep_has_every_version_with_all_metric_columns(smoke_sweep):
 
 def test_study_copying_script_recomputes_what_the_loop_records(smoke_sweep):
     """studies/study/copying.py, for runs that predate the column, gives each version's recorded value."""
-    from conftest import ROOT
+    from conftest import study_script
 
-    spec = importlib.util.spec_from_file_location("copying", ROOT / "studies" / "study" / "copying.py")
-    copying = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(copying)
+    copying = study_script("copying")
     run = run_dir(smoke_sweep, "greedy-none", 0)
     rows = pd.DataFrame(copying.run_rows(run))
     recorded = pd.read_csv(run / "metrics.csv")

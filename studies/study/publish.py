@@ -3,11 +3,12 @@ small files (metrics.csv, config.yaml, run.log; per version scores.csv, train.js
 first 3 articles as articles.sample.jsonl), its share of verbatim real text (copying.py, from the full
 articles), its held-out log-likelihoods (heldout_gap.py --append: needs the run's
 final checkpoint, so publish in the sitting that finished the run), the report rebuilt from the published files
-(trajectories.md is kept: see bias_amp.report) and analysis/'s c_t association over the published runs.
+(trajectories.md is kept: see bias_amp.report), analysis/'s c_t association over the published runs and STUDY.md's
+findings tables (table.py).
 
     python studies/study/publish.py multirun/study beam-none 0
 
-Then add the run to STUDY.md and delete its studies/study/wip/ archive, if any.
+Then write what the run shows in STUDY.md's prose and delete its studies/study/wip/ archive, if any.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from copying import update as update_copying  # this folder's copying.py (the script's own folder)
+from copying import update as update_copying  # this folder's scripts (the script's own folder)
 from omegaconf import OmegaConf
+from table import update as update_tables
 
 from bias_amp import projection, report
 from bias_amp.errors import check
@@ -78,6 +80,7 @@ def main() -> None:
     print(f"report: {len(written) - 1} files")
     c_t = update_c_t(args.study)
     print("c_t:", {k: v for k, v in c_t.items() if not isinstance(v, (list, dict))})
+    print(f"tables: {update_tables(args.study)}")
 
 
 if __name__ == "__main__":
