@@ -32,3 +32,20 @@ def test_update_needs_the_markers_and_keeps_the_file(tmp_path):
     with pytest.raises(ConfigError, match="STUDY.md"):
         table.update(tmp_path)
     assert (tmp_path / "STUDY.md").read_text() == "# a study without the table markers\n"
+
+
+def test_reproduce_flags_a_rerun_outside_the_published_cis(tmp_path):
+    reproduce = study_script("reproduce")
+    published = reproduce.STUDY / "greedy-none" / "seed_0"
+    m = pd.read_csv(published / "metrics.csv")
+    rerun = tmp_path / "greedy-none" / "seed_0"
+    rerun.mkdir(parents=True)
+    m.loc[m.version == "gen_05", "share_right"] += 0.2      # 20 points: outside any CI of 225 articles
+    m[m.version != "gen_10"].to_csv(rerun / "metrics.csv", index=False)   # a partial rerun
+    table, summary = reproduce.compare(rerun, published)
+    assert summary == {"share_right": 10, "quality_mean": 11, "perplexity_mean": 11, "identical": 10,
+                       "versions": 11, "missing": ["gen_10"]}
+    assert table.set_index("version").share_right_inside.idxmin() == "gen_05"
+    assert "**outside**" in reproduce.markdown(table, summary, rerun, published)
+    with pytest.raises(ConfigError, match="run: expected a run folder with metrics.csv"):
+        reproduce.compare(tmp_path, published)
