@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import platform
 from pathlib import Path
 
 import torch
@@ -44,17 +45,37 @@ def validate_config(cfg) -> None:
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo; empty elsewhere)."""
+def cpu_info() -> dict[str, str]:
+    """The first processor's fields of Linux /proc/cpuinfo ("model name", "flags", ...; empty elsewhere)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return frozenset()
-    for line in text.splitlines():
+        return {}
+    info = {}
+    for line in text.split("\n\n")[0].splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+        info[key.strip()] = value.strip()
+    return info
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (x86 "flags", aarch64 "Features"; empty off Linux)."""
+    info = cpu_info()
+    return frozenset(info.get("flags", info.get("Features", "")).split())
+
+
+def machine(device) -> str:
+    """One line naming what a run's numbers depend on (run.log): the processor and its native bf16, torch, threads.
+    Same seed, precision, threads and processor give the same numbers; another processor, another draw."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        chip = "{} (compute capability {}.{})".format(torch.cuda.get_device_name(device),
+                                                      *torch.cuda.get_device_capability(device))
+    else:
+        bf16 = ", ".join(sorted(cpu_flags() & _CPU_BF16_FLAGS)) or "no native bf16"
+        chip = f"{cpu_info().get('model name') or platform.processor() or 'unknown CPU'} ({bf16})"
+    return f"{chip}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def native_bf16(device) -> bool:

@@ -122,7 +122,10 @@ def study_name(cfg: DictConfig) -> str:
 def start_run(accelerator: Accelerator, cfg: DictConfig, run_dir: Path, todo: list[str]) -> None:
     """A loop job that will compute the versions `todo`: note them in run.log and open (or continue) the
     run dir's one W&B run, grouped `<study>/<setup_name>` (study_name), named `<setup_name>/seed_<seed>`."""
+    from bias_amp import precision  # torch: only once a run starts
+
     note(run_dir, f"start    {cfg.setup_name} seed {cfg.seed}: {' '.join(todo)}")
+    note(run_dir, f"machine  {precision.machine(accelerator.device)}, precision {cfg.precision}")
     start_tracking(accelerator, cfg.logger, name=f"{cfg.setup_name}/seed_{cfg.seed}",
                    group=f"{study_name(cfg)}/{cfg.setup_name}", config=cfg, run_dir=run_dir, resume=True)
 

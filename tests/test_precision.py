@@ -30,6 +30,15 @@ def test_auto_picks_bf16_only_where_the_cpu_multiplies_it_natively(monkeypatch):
     assert precision.resolve("auto", "meta") == "fp32"
 
 
+def test_machine_names_the_processor_its_native_bf16_torch_and_threads(monkeypatch):
+    monkeypatch.setattr(precision, "cpu_info", lambda: {"model name": "Test Xeon"})
+    monkeypatch.setattr(precision, "cpu_flags", lambda: AMX)
+    threads = torch.get_num_threads()
+    assert precision.machine("cpu") == f"Test Xeon (amx_bf16, avx512_bf16), torch {torch.__version__}, {threads} threads"
+    monkeypatch.setattr(precision, "cpu_flags", lambda: AVX2)
+    assert precision.machine("cpu").startswith("Test Xeon (no native bf16), torch ")
+
+
 def test_bf16_without_native_support_runs_and_warns_once(monkeypatch, caplog):
     monkeypatch.setattr(precision, "cpu_flags", lambda: AVX2)
     precision._warn_emulated.cache_clear()

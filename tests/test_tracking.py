@@ -14,7 +14,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
-from bias_amp import tracking
+from bias_amp import precision, tracking
 from bias_amp.layout import run_dir
 from bias_amp.loop import run_setup
 
@@ -142,11 +142,13 @@ def test_one_offline_wandb_run_per_run_dir_continued_when_resumed_or_extended(tm
     assert [line[1:] for line in log if line[0] == "start"] == [
         ["greedy-none", "seed", "0:", "baseline", "gen_00", "gen_01"], ["greedy-none", "seed", "0:", "gen_00", "gen_01"],
         ["greedy-none", "seed", "0:", "gen_02"]]
-    stages = [[line[0], line[1], line[3]] for line in log if line[0] != "start" and line[1] != "projection"]
+    machine = [" ".join(line[1:]) for line in log if line[0] == "machine"]   # one line after each start
+    assert machine == [f"{precision.machine('cpu')}, precision fp32"] * 3
+    stages = [[line[0], line[1], line[3]] for line in log if line[0] not in ("start", "machine") and line[1] != "projection"]
     done = [[v, s, "done"] for v, ss in [("baseline", ("synthesis", "scoring", "probe"))] for s in ss]
     done += [[f"gen_0{g}", s, "done"] for g in range(3) for s in ("train", "synthesis", "scoring", "probe", "checkpoint")]
     assert stages == done[:3] + [["gen_00", "train", "failed"]] + done[3:]    # (projection: c_t's, when measured)
-    assert all(float(line[2].rstrip("s")) >= 0 for line in log if line[0] != "start")
+    assert all(float(line[2].rstrip("s")) >= 0 for line in log if line[0] not in ("start", "machine"))
 
 
 def test_group_names_the_sweep_folder_so_other_settings_never_share_it():
