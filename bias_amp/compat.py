@@ -9,7 +9,7 @@ import inspect
 
 import torch
 
-TESTED = {"torch": ("2.13",), "transformers": ("5.24",)}   # major.minor versions these uses were tested with
+TESTED = {"torch": ("2.13",), "transformers": ("5.24", "5.25")}   # major.minor versions these uses were tested with
 _MASK_ARGS = {"config", "inputs_embeds", "attention_mask", "cache", "allow_is_causal_skip"}
 
 
