@@ -27,6 +27,16 @@ def test_run_row_reads_the_runs_metrics():
     assert cells[2] == f"{m.quality_mean.gen_00:.2f} → {m.quality_mean.gen_10:.2f}"
 
 
+def test_setup_tilt_never_passes_one_seed_off_as_the_seeds_mean():
+    h = pd.DataFrame({"gap_change": [0.06, 0.03, 0.08], "gap_change_ci_low": [0.0, -0.03, 0.01],
+                      "gap_change_ci_high": [0.12, 0.09, 0.15]},
+                     index=["s/seed_0/gen_10", "s/seed_1/gen_10", "t/mean"])
+    assert table.setup_tilt(h, "s", ["0", "1"]) == "+0.045 (no CI: +0.060, +0.030)"
+    assert table.setup_tilt(h, "s", ["0"]) == "+0.060 [+0.000, +0.120]"
+    assert table.setup_tilt(h, "t", ["0", "1"]) == "**+0.080 [+0.010, +0.150]**"
+    assert table.setup_tilt(h, "u", ["0"]) == "–"
+
+
 def test_update_needs_the_markers_and_keeps_the_file(tmp_path):
     (tmp_path / "STUDY.md").write_text("# a study without the table markers\n")
     with pytest.raises(ConfigError, match="STUDY.md"):

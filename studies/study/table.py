@@ -49,20 +49,31 @@ def gap(heldout: pd.DataFrame, model: str, column: str = "gap_change") -> str:
     return with_ci(r[column], r[f"{column}_ci_low"], r[f"{column}_ci_high"])
 
 
+def setup_tilt(heldout: pd.DataFrame, setup: str, seeds: list[str]) -> str:
+    """The `<setup>/mean` row with its CI; without one (a seed's per-article log-likelihoods were not kept) one
+    seed's value with its CI, or the seeds' values and their plain mean, without a CI."""
+    if f"{setup}/mean" in heldout.index:
+        return gap(heldout, f"{setup}/mean")
+    models = [m for m in (f"{setup}/seed_{s}/gen_10" for s in seeds) if m in heldout.index]
+    if len(models) < 2:
+        return gap(heldout, models[0]) if models else "–"
+    values = heldout.loc[models, "gap_change"]
+    return f"{num(values.mean(), '+.3f')} (no CI: {', '.join(num(v, '+.3f') for v in values)})"
+
+
 def setup_rows(study: Path, heldout: pd.DataFrame) -> list[dict]:
     trend = pd.read_csv(study / "report" / "trend.csv").set_index(["setup", "measure"])
     rows = []
     for setup in trend.index.get_level_values("setup").unique():
         r, q = trend.loc[(setup, "share_right")], trend.loc[(setup, "quality_mean")]
         seeds = sorted(p.name.removeprefix("seed_") for p in (study / setup).glob("seed_*"))
-        mean = f"{setup}/mean" if f"{setup}/mean" in heldout.index else f"{setup}/seed_{seeds[0]}/gen_10"
         rows.append({
             "setup": setup, "seeds": ", ".join(seeds),
             "right share, pp / generation [95% CI]; p (AR(1))": (
                 f"{with_ci(100 * r.slope, 100 * r.slope_ci_low, 100 * r.slope_ci_high, '+.2f', r.p_ar1 < 0.05)}; {num(r.p_ar1, '.3g')}"),
             "quality index / generation [95% CI]; p (AR(1))": (
                 f"{with_ci(q.slope, q.slope_ci_low, q.slope_ci_high, '+.4f', q.p_ar1 < 0.05)}; {num(q.p_ar1, '.3g')}"),
-            "held-out tilt, base → gen 10 (seeds' mean)": gap(heldout, mean),
+            "held-out tilt, base → gen 10 (seeds' mean)": setup_tilt(heldout, setup, seeds),
         })
     return rows
 
