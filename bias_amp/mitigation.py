@@ -83,9 +83,11 @@ def selection(leanings: list, target: dict[str, float], by: str, rng: np.random.
     total = sum(wanted.values())
     n = min(len(of[c]) * total / t for c, t in wanted.items())      # the largest matching set size
     keep = {c: min(len(of[c]), math.floor(n * t / total + 1e-9)) for c, t in wanted.items()}
-    log.info("select %s: %s of %s by leaning", name, keep, {c: len(ix) for c, ix in of.items()})
+    counts = {c: len(ix) for c, ix in of.items()}
     if by == "size":
+        log.info("select %s: %d at random of %s (the size of leaning's %s)", name, sum(keep.values()), counts, keep)
         return sorted(rng.choice(sorted(i for ix in of.values() for i in ix), size=sum(keep.values()), replace=False))
+    log.info("select %s: %s of %s by leaning", name, keep, counts)
     return sorted(i for c, k in keep.items() for i in rng.choice(of[c], size=k, replace=False))
 
 

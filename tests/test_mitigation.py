@@ -94,7 +94,13 @@ def test_rebalance_keeps_the_largest_subset_with_the_real_label_shares():
     assert ts.texts != build(shipped("rebalance"), 3, seed=1).texts    # a random draw within each leaning
 
 
-def test_subsample_keeps_rebalances_size_drawn_regardless_of_leaning():
+def test_subsample_keeps_rebalances_size_drawn_regardless_of_leaning(caplog):
+    with caplog.at_level("INFO", logger="bias_amp.mitigation"):
+        build(shipped("subsample"), 3)
+        build(shipped("rebalance"), 3)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("select")]
+    assert "18 at random" in said[0] and "by leaning" not in said[0]     # the run log says what was done
+    assert said[1].endswith("by leaning")
     mixes = set()
     for seed in range(20):
         ts = build(shipped("subsample"), 3, seed=seed)
