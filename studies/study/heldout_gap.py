@@ -4,7 +4,7 @@ train.jsonl.gz, whose articles the loop never uses), under the base model and ea
 gap = mean over right articles - mean over left articles (> 0: the model prefers right text); its change from
 the base model, and its difference from greedy-none's final model of the same seed (and from the mean of greedy-none's
 seeds' log-likelihoods, and with --versus from another setup's of the same seed), get paired bootstrap 95% CIs over
-articles (not over training runs). A setup with several seeds also gets a `<setup>/mean` row: its seeds' mean.
+articles (not over training runs). A setup with several seeds also gets a `<setup>/mean` row, its seeds' mean, when every seed's arrays are at hand.
 
     python studies/study/heldout_gap.py multirun/study --per-label 100 --cache studies/study/heldout_logp \
         --out studies/study/heldout_gap.csv --append
@@ -87,8 +87,12 @@ def main() -> None:
     by_setup = {}
     for name in list(versions)[1:]:
         by_setup.setdefault(name.split("/")[0], []).append(versions[name])
+    published = set(pd.read_csv(args.out).model) if args.append and args.out.exists() else set()
     for setup, lps in by_setup.items():        # a setup with several seeds: also the mean of its final models
-        if len(lps) > 1:
+        missing = {m for m in published if m.startswith(f"{setup}/seed_")} - set(versions)
+        if missing:                            # a mean of some seeds only would pass for all of them
+            print(f"no {setup}/mean: no per-article log-likelihoods of {', '.join(sorted(missing))}")
+        elif len(lps) > 1:
             versions[f"{setup}/mean"] = np.mean(lps, axis=0)
     rng = np.random.default_rng(0)
     idx_r, idx_l = np.flatnonzero(right), np.flatnonzero(~right)
