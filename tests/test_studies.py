@@ -1,5 +1,6 @@
 """The published study (studies/study/): its STUDY.md tables are what its files say."""
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import study_script
@@ -59,3 +60,13 @@ def test_reproduce_flags_a_rerun_outside_the_published_cis(tmp_path):
     assert "**outside**" in reproduce.markdown(table, summary, rerun, published)
     with pytest.raises(ConfigError, match="run: expected a run folder with metrics.csv"):
         reproduce.compare(tmp_path, published)
+
+
+def test_heldout_gap_means_only_over_every_published_seed(capsys):
+    heldout_gap = study_script("heldout_gap")
+    lp = {f"s/seed_{i}/gen_10": np.full(4, float(i)) for i in (1, 2)}
+    lp |= {"base": np.zeros(4), "t/seed_0/gen_10": np.ones(4)}
+    means = heldout_gap.setup_means(lp, published={"s/seed_1/gen_10", "t/seed_0/gen_10"})
+    assert set(means) == {"s/mean"} and means["s/mean"].tolist() == [1.5] * 4      # t has one seed: no mean
+    assert heldout_gap.setup_means(lp, published={"s/seed_0/gen_10"}) == {}        # seed 0's arrays are gone
+    assert "no s/mean: no per-article log-likelihoods of s/seed_0/gen_10" in capsys.readouterr().out

@@ -46,6 +46,23 @@ def article_logp(model, tok, texts: list[str], max_length: int, batch: int = 8) 
     return np.array(out)
 
 
+def setup_means(versions: dict[str, np.ndarray], published: set[str]) -> dict[str, np.ndarray]:
+    """`<setup>/mean` for each setup with several final models, unless a published seed's arrays are missing
+    (a mean of some seeds only would pass for all of them)."""
+    by_setup = {}
+    for name, lp in versions.items():
+        if name.count("/") == 2:                           # <setup>/seed_<n>/gen_<g>
+            by_setup.setdefault(name.split("/")[0], []).append(lp)
+    means = {}
+    for setup, lps in by_setup.items():
+        missing = {m for m in published if m.startswith(f"{setup}/seed_")} - set(versions)
+        if missing:
+            print(f"no {setup}/mean: no per-article log-likelihoods of {', '.join(sorted(missing))}")
+        elif len(lps) > 1:
+            means[f"{setup}/mean"] = np.mean(lps, axis=0)
+    return means
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("sweep", type=Path)
@@ -84,16 +101,8 @@ def main() -> None:
         versions[name] = logp(name, lambda ckpt=ckpt: models.load_checkpoint(ckpt))
     for cached in sorted(args.cache.glob("*.npy")) if args.cache else []:     # runs of earlier sittings
         versions.setdefault(cached.stem.replace("__", "/"), np.load(cached))
-    by_setup = {}
-    for name in list(versions)[1:]:
-        by_setup.setdefault(name.split("/")[0], []).append(versions[name])
     published = set(pd.read_csv(args.out).model) if args.append and args.out.exists() else set()
-    for setup, lps in by_setup.items():        # a setup with several seeds: also the mean of its final models
-        missing = {m for m in published if m.startswith(f"{setup}/seed_")} - set(versions)
-        if missing:                            # a mean of some seeds only would pass for all of them
-            print(f"no {setup}/mean: no per-article log-likelihoods of {', '.join(sorted(missing))}")
-        elif len(lps) > 1:
-            versions[f"{setup}/mean"] = np.mean(lps, axis=0)
+    versions |= setup_means(versions, published)
     rng = np.random.default_rng(0)
     idx_r, idx_l = np.flatnonzero(right), np.flatnonzero(~right)
     boot = [(rng.choice(idx_r, len(idx_r)), rng.choice(idx_l, len(idx_l))) for _ in range(args.boot)]
